@@ -1,0 +1,20 @@
+# Two entry points, each sets itself up on a fresh machine (tools/install.sh is idempotent).
+#   make demo   runs the mini recipe end to end (every stage, CPU)
+#   make test   runs the unit tests
+PY := .venv/bin/python
+export OMP_NUM_THREADS ?= 2
+export NLTK_DATA ?= $(CURDIR)/.venv/nltk_data
+
+.PHONY: install demo test bench
+
+install:
+	bash tools/install.sh
+
+demo: install
+	cd egs2/libriheavy/sled && ./run.sh --mini true
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) bench/run_all.py

@@ -1,0 +1,40 @@
+"""espnet2_sled: SLED-TTS (continuous-latent AR TTS with an energy-distance loss) for ESPnet."""
+
+from setuptools import find_packages, setup
+
+# ESPnet 202511 imports torchaudio and matplotlib without declaring them, and pins
+# setuptools<74, which rules out torch>=2.13 (needs setuptools>=77). torch 2.12.1 is the
+# newest torch that resolves together with it; tools/constraints.txt pins the full set.
+install_requires = [
+    "espnet==202511",
+    "torch==2.12.1",
+    "torchaudio==2.11.0",
+    "matplotlib",
+    "setuptools<74",
+    "encodec==0.1.1",
+    "sentencepiece",
+    "librosa",
+    "soundfile",
+    "kaldiio",
+    "espnet_model_zoo",
+    "tokenizers",
+    "safetensors",
+    "tqdm",
+]
+extras_require = {
+    # offline scorers that carry their own weights (recipe stage 8)
+    "score": ["pocketsphinx", "resemblyzer", "speechmos", "onnxruntime", "jiwer"],
+    # second Encodec implementation used by tests to cross-check ours
+    "test": ["pytest", "transformers"],
+}
+extras_require["all"] = sorted({p for ps in extras_require.values() for p in ps})
+
+setup(
+    name="espnet2_sled",
+    version="0.1.0",
+    description="SLED-TTS as an ESPnet2 TTS plugin",
+    packages=find_packages(include=["espnet2_sled", "espnet2_sled.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=install_requires,
+    extras_require=extras_require,
+)
