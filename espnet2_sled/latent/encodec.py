@@ -1,0 +1,147 @@
+"""Encodec 24 kHz at 6 kbps as a continuous latent space (what SLED is trained on).
+
+latent = sum of the first 8 RVQ codebook vectors chosen for the causal SEANet encoder's
+output, ``[B, T, 128]`` at 75 Hz, ``T = ceil(S / 320)``. Decoding calls the SEANet decoder
+directly (no scale, no chunking, no re-quantisation), as upstream does.
+
+One deliberate difference from upstream: Encodec pads every decoder convolution on the
+left by *reflecting* the first few samples, which peeks up to 6 frames ahead at the start
+of an utterance. No causal stream can do that, so by default the decoder pads by
+*replicating* the first sample (``decoder_padding="replicate"``); then one-shot and
+streaming decoding agree to float rounding. The two paddings differ only in the first
+few frames' worth of audio (plus what the LSTM carries on, which decays);
+``decoder_padding="reflect"`` reproduces upstream/HF decoding bit for bit (one-shot only).
+"""
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .audio import as_batch
+from .base import LatentSpace, StreamingLatentDecoder
+from .quantizer import ResidualCodebooks
+from .seanet import SEANetDecoder, SEANetEncoder
+from .weights import (assign_section, codebooks_from, find_cached_weights, group_section,
+                      randomize, read_weights)
+
+# Per-level std of the random codebooks: roughly the spread of a random encoder's output,
+# shrinking like RVQ residuals, so that weights="random" latents depend on the input.
+RANDOM_CODEBOOK_SCALES = [0.5 * 0.7 ** k for k in range(8)]
+
+
+class EncodecLatent(LatentSpace):
+    """Encodec 24 kHz latent space: ``encode(audio) -> [B, T, 128]``, ``decode -> [B, T*320]``.
+
+    Args:
+        weights: Meta's ``encodec_24khz-d7cc33bc.th``, a Hugging Face ``facebook/encodec_24khz``
+            directory, ``None`` (search the offline torch-hub / HF caches, error if absent),
+            ``"random"`` (deterministic random weights, for tests and plumbing runs only), or
+            ``"deferred"`` (zeros until ``load_state_dict`` fills them, e.g. from a SLED
+            checkpoint; using it before that raises).
+        num_codebooks: RVQ levels summed into the latent (8 = 6 kbps, what SLED uses).
+        decoder_padding: ``"replicate"`` (streamable, default) or ``"reflect"`` (upstream).
+    """
+
+    sample_rate = 24000
+    hop_length = 320
+    latent_dim = 128
+
+    def __init__(self, weights: Union[str, Path, None] = None, num_codebooks: int = 8,
+                 decoder_padding: str = "replicate"):
+        super().__init__()
+        if decoder_padding not in ("replicate", "reflect"):
+            raise ValueError(f"decoder_padding={decoder_padding!r}; expected 'replicate' or 'reflect'")
+        self.encoder = SEANetEncoder(self.latent_dim)
+        self.quantizer = ResidualCodebooks(num_codebooks, 1024, self.latent_dim)
+        self.decoder = SEANetDecoder(self.latent_dim, pad_mode=decoder_padding)
+        self.requires_grad_(False)
+        self.weights_source = self._load(weights)
+        self._deferred = self.weights_source == "deferred"
+        self.register_load_state_dict_post_hook(_mark_loaded)
+        self.eval()
+
+    # ------------------------------------------------------------------ weights
+    def _load(self, weights: Union[str, Path, None]) -> str:
+        if weights == "random":
+            randomize(self, RANDOM_CODEBOOK_SCALES)
+            return "random"
+        if weights == "deferred":
+            return "deferred"
+        path = Path(weights) if weights is not None else find_cached_weights()
+        state = read_weights(path)
+        source = f"'{path}'"
+        assign_section(self.encoder.weighted_modules(), group_section(state, "encoder."), "encoder", source)
+        assign_section(self.decoder.weighted_modules(), group_section(state, "decoder."), "decoder", source)
+        with torch.no_grad():
+            self.quantizer.codebooks.copy_(codebooks_from(state, self.quantizer.codebooks.shape[0], source))
+        return str(path)
+
+    def _check_ready(self) -> None:
+        if self._deferred:
+            raise RuntimeError("EncodecLatent(weights='deferred') was used before load_state_dict; "
+                               "load a checkpoint first or pass weights=PATH / 'random'")
+
+    # ------------------------------------------------------------------ encode
+    def encode_codes(self, audio: torch.Tensor, sample_rate: Optional[int] = None) -> torch.Tensor:
+        """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` -> RVQ codes ``LongTensor [B, K, T]``."""
+        self._check_ready()
+        audio = as_batch(audio, sample_rate or self.sample_rate, self.sample_rate)
+        with torch.autocast(audio.device.type, enabled=False), torch.no_grad():
+            latent = self.encoder(audio[:, None]).transpose(1, 2)
+            return self.quantizer.encode(latent)
+
+    def encode(self, audio: torch.Tensor, sample_rate: Optional[int] = None) -> torch.Tensor:
+        """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` at ``sample_rate`` (default 24000; other
+        rates are resampled, channels averaged) -> latents ``[B, ceil(S'/320), 128]`` fp32,
+        computed in fp32 even inside an autocast region."""
+        codes = self.encode_codes(audio, sample_rate)
+        with torch.autocast(codes.device.type, enabled=False), torch.no_grad():
+            return self.quantizer.decode(codes)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames ``[B, T, 128]`` -> audio ``[B, T * 320]`` fp32 at 24 kHz."""
+        self._check_ready()
+        _check_frames(frames, self.latent_dim)
+        with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
+            return self.decoder(frames.float().transpose(1, 2))[:, 0]
+
+    def stream_decoder(self, batch_size: int = 1) -> "EncodecStreamingDecoder":
+        """A stateful decoder: ``push(frames [B, t, 128]) -> audio [B, t * 320]``."""
+        self._check_ready()
+        return EncodecStreamingDecoder(self, batch_size)
+
+
+class EncodecStreamingDecoder(StreamingLatentDecoder):
+    """Streams the causal decoder: each layer keeps its left context / overlap / LSTM state,
+    so nothing is decoded twice. Concatenated outputs equal ``EncodecLatent.decode`` of all
+    frames (replicate padding) to ~1e-6, whatever the chunk sizes."""
+
+    def __init__(self, latent: EncodecLatent, batch_size: int = 1):
+        self.latent = latent
+        self.batch_size = batch_size
+        self.cache: dict = {}
+        self.frames_pushed = 0
+
+    def push(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames ``[B, t, 128]`` (t >= 0) -> audio ``[B, t * 320]``."""
+        _check_frames(frames, self.latent.latent_dim)
+        if frames.shape[0] != self.batch_size:
+            raise ValueError(f"pushed frames have batch {frames.shape[0]}; this stream was opened "
+                             f"with batch_size={self.batch_size}")
+        if frames.shape[1] == 0:
+            return frames.new_zeros(self.batch_size, 0)
+        with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
+            audio = self.latent.decoder.step(frames.float().transpose(1, 2), self.cache)
+        self.frames_pushed += frames.shape[1]
+        return audio[:, 0]
+
+
+def _mark_loaded(module: EncodecLatent, incompatible_keys) -> None:
+    module._deferred = False
+
+
+def _check_frames(frames: torch.Tensor, dim: int) -> None:
+    if frames.dim() != 3 or frames.shape[-1] != dim:
+        raise ValueError(f"frames have shape {tuple(frames.shape)}; expected [B, T, {dim}]")

@@ -1,0 +1,2 @@
+class MelLatent: pass
+class MelStreamingDecoder: pass

@@ -1,0 +1,212 @@
+"""LLaMA-style decoder: RMSNorm, rotary positions, SwiGLU, SDPA attention, KV cache.
+
+Matches the upstream backbone (HF Llama with residual and activation dropout): pre-norm
+blocks, a final RMSNorm, no biases, RoPE in the "rotate half" convention so that
+upstream q/k weights load without permutation.
+
+Positions are explicit (``positions [B, L]``) and the attention mask is built from a
+per-slot visibility flag, so one decoder serves training (whole sequence), prefill and
+one-frame steps (through ``KVCache``), left-padded batches and the streaming layouts.
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 (as HF Llama does), return in the input dtype.
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
+    """positions ``[B, L]`` -> (cos, sin) each ``[B, 1, L, head_dim]``."""
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
+    angles = positions.float()[..., None] * inv_freq  # [B, L, hd/2]
+    angles = torch.cat([angles, angles], dim=-1)[:, None]  # [B, 1, L, hd]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x ``[B, H, L, hd]``; rotate-half convention (first half pairs with second half)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class KVCache:
+    """Preallocated keys/values for every layer; a step writes in place, nothing is copied.
+
+    ``visible [R, capacity]`` says which cached slots may be attended to (padding and
+    masked text are never visible). Slots are shared columns across the rows of a batch.
+    """
+
+    def __init__(self, num_layers, rows, heads, head_dim, capacity, device, dtype):
+        shape = (rows, heads, capacity, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.visible = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
+        self.length = 0
+        self.capacity = capacity
+
+    def reserve(self, num_slots: int, visible: torch.Tensor) -> slice:
+        """Claim the next ``num_slots`` columns; visible ``[R, num_slots]``."""
+        if self.length + num_slots > self.capacity:
+            raise RuntimeError(
+                f"KV cache full: {self.length} + {num_slots} slots exceed its capacity "
+                f"{self.capacity} (the model's max_positions); shorten the text or max_frames"
+            )
+        span = slice(self.length, self.length + num_slots)
+        self.visible[:, span] = visible
+        self.length += num_slots
+        return span
+
+
+def attention_mask(visible_keys: torch.Tensor, num_queries: int, query_offset: int) -> torch.Tensor:
+    """Causal mask over visible keys: ``[R, 1, Lq, Lk]`` bool (True = may attend).
+
+    Each query also sees itself, so a row of pure padding never has an empty softmax
+    (its output is unused; visible slots never attend to it).
+    """
+    num_keys = visible_keys.shape[1]
+    q_idx = torch.arange(num_queries, device=visible_keys.device)[:, None] + query_offset
+    k_idx = torch.arange(num_keys, device=visible_keys.device)[None, :]
+    causal = k_idx <= q_idx  # [Lq, Lk]
+    mask = causal[None] & visible_keys[:, None, :]
+    mask = mask | (k_idx == q_idx)[None]
+    return mask[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads, rope_theta, attention_dropout):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.rope_theta = rope_theta
+        self.attention_dropout = attention_dropout
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x, rope, mask, cache: Optional[KVCache], layer: int, span: Optional[slice]):
+        B, L, _ = x.shape
+        q, k, v = (
+            proj(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        cos, sin = rope
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            cache.keys[layer][:, :, span] = k
+            cache.values[layer][:, :, span] = v
+            k = cache.keys[layer][:, :, : span.stop]
+            v = cache.values[layer][:, :, : span.stop]
+        dropout = self.attention_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
+        return self.o_proj(y.transpose(1, 2).reshape(B, L, -1))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim, hidden, activation_dropout):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+        self.dropout = nn.Dropout(activation_dropout)
+
+    def forward(self, x):
+        return self.down_proj(self.dropout(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, ffn_dim, rope_theta, norm_eps, dropout, attention_dropout, activation_dropout):
+        super().__init__()
+        self.input_layernorm = RMSNorm(dim, norm_eps)
+        self.self_attn = Attention(dim, heads, rope_theta, attention_dropout)
+        self.post_attention_layernorm = RMSNorm(dim, norm_eps)
+        self.mlp = SwiGLU(dim, ffn_dim, activation_dropout)
+        self.dropout = nn.Dropout(dropout)  # residual dropout, as upstream
+
+    def forward(self, x, rope, mask, cache, layer, span):
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rope, mask, cache, layer, span))
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
+
+
+class Decoder(nn.Module):
+    """Stack of blocks + final RMSNorm. Output: post-norm hidden ``[B, L, dim]``."""
+
+    def __init__(
+        self,
+        dim: int = 1024,
+        layers: int = 12,
+        heads: int = 16,
+        ffn_dim: int = 2752,
+        rope_theta: float = 10000.0,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.1,
+    ):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"decoder dim {dim} is not divisible by heads {heads}")
+        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        self.rope_theta = rope_theta
+        self.layers = nn.ModuleList(
+            Block(dim, heads, ffn_dim, rope_theta, norm_eps, dropout, attention_dropout, activation_dropout)
+            for _ in range(layers)
+        )
+        self.norm = RMSNorm(dim, norm_eps)
+
+    def new_cache(self, rows: int, capacity: int, device, dtype) -> KVCache:
+        return KVCache(len(self.layers), rows, self.heads, self.head_dim, capacity, device, dtype)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        visible: torch.Tensor,
+        cache: Optional[KVCache] = None,
+    ) -> torch.Tensor:
+        """x ``[B, L, dim]``, positions ``[B, L]`` (long), visible ``[B, L]`` (bool).
+
+        Without a cache: causal attention over the visible slots of ``x``. With a cache:
+        ``x`` is appended after the cached slots and attends to all visible ones.
+        """
+        L = x.shape[1]
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        rope = rotary_cos_sin(positions, self.head_dim, self.rope_theta, dtype)
+        if cache is None:
+            span, mask = None, attention_mask(visible, L, 0)
+        else:
+            offset = cache.length
+            span = cache.reserve(L, visible)
+            mask = attention_mask(cache.visible[:, : span.stop], L, offset)
+        for i, block in enumerate(self.layers):
+            x = block(x, rope, mask, cache, i, span)
+        return self.norm(x)
+
+
+def init_normal_(module: nn.Module, std: float = 0.02) -> None:
+    """HF-Llama initialisation for the backbone: N(0, std) weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+
+__all__ = ["Decoder", "KVCache", "RMSNorm", "init_normal_"]

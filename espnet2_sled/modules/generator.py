@@ -1,0 +1,78 @@
+"""The per-frame generator g(z, noise): a noise-driven AdaLN MLP.
+
+Roles are swapped relative to DiT/MAR: the trunk carries the autoregressive state ``z``
+and the *noise* predicts every block's shift, scale and gate. One forward pass turns a
+hidden state and a Gaussian draw into one latent frame, so sampling costs one MLP call.
+At initialisation every gate and the output layer are zero: the generator outputs 0.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale) + shift
+
+
+class NoiseModulatedBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.in_norm = nn.LayerNorm(width, eps=1e-6, elementwise_affine=False)
+        self.noise_norm = nn.LayerNorm(width, eps=1e-6)
+        self.modulation = nn.Linear(width, 3 * width)  # -> shift | scale | gate
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, x, noise_embedding):
+        shift, scale, gate = self.modulation(F.silu(self.noise_norm(noise_embedding))).chunk(3, dim=-1)
+        h = self.fc2(F.silu(self.fc1(modulate(self.in_norm(x), shift, scale))))
+        return x + gate * h
+
+
+class NoiseModulatedOutput(nn.Module):
+    def __init__(self, width: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, eps=1e-6, elementwise_affine=False)
+        self.modulation = nn.Linear(width, 2 * width)  # -> shift | scale (no norm on the noise here)
+        self.linear = nn.Linear(width, out_dim)
+
+    def forward(self, x, noise_embedding):
+        shift, scale = self.modulation(F.silu(noise_embedding)).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class FrameGenerator(nn.Module):
+    """g(z, noise) -> latent frame.
+
+    ``z [..., cond_dim]`` and ``noise [..., noise_dim]`` -> ``[..., latent_dim]``.
+    """
+
+    def __init__(self, latent_dim=128, cond_dim=1024, width=1024, depth=6, noise_dim=128):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.noise_proj = nn.Linear(noise_dim, width)
+        self.cond_proj = nn.Linear(cond_dim, width)
+        self.blocks = nn.ModuleList(NoiseModulatedBlock(width) for _ in range(depth))
+        self.output = NoiseModulatedOutput(width, latent_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        # Zero gates and output: each block starts as the identity and g(z, e) = 0.
+        for block in self.blocks:
+            nn.init.zeros_(block.modulation.weight)
+            nn.init.zeros_(block.modulation.bias)
+        for layer in (self.output.modulation, self.output.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        n = self.noise_proj(noise)
+        x = self.cond_proj(z)
+        for block in self.blocks:
+            x = block(x, n)
+        return self.output(x, n)

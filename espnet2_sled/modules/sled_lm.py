@@ -1,0 +1,146 @@
+"""SLED: a LLaMA decoder over [text ; latent frames], a per-frame generator, a stop head.
+
+    x      = LayerNorm([E(text) ; W_z frames + b_z])        (one norm over the whole sequence)
+    h      = Decoder(x)                                     (post-final-RMSNorm hidden states)
+    frame  = g(h_t, noise)                                  (FrameGenerator, one pass)
+    p_stop = sigmoid(w . h_t)                               (stop head)
+
+Training loss = energy distance between generator samples and the target frame (fp32)
++ stop BCE with a large positive weight (the single "stop" position per utterance is rare).
+This module is plain PyTorch; ESPnet glue lives in ``espnet2_sled.tts.sled``.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from espnet2_sled.modules.decoder import Decoder, init_normal_
+from espnet2_sled.modules.energy_distance import energy_score_loss
+from espnet2_sled.modules.generator import FrameGenerator
+from espnet2_sled.modules.layout import Layout, build_layout
+
+
+class SLEDLM(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        latent_dim: int = 128,
+        dim: int = 1024,
+        layers: int = 12,
+        heads: int = 16,
+        ffn_dim: int = 2752,
+        rope_theta: float = 10000.0,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.1,
+        generator_width: int = 1024,
+        generator_depth: int = 6,
+        noise_dim: int = 128,
+        initializer_range: float = 0.02,
+    ):
+        super().__init__()
+        self.latent_dim, self.noise_dim = latent_dim, noise_dim
+        self.embed_tokens = nn.Embedding(vocab_size, dim)
+        self.frame_proj = nn.Linear(latent_dim, dim)
+        self.input_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.decoder = Decoder(dim, layers, heads, ffn_dim, rope_theta, norm_eps, dropout, attention_dropout, activation_dropout)
+        self.generator = FrameGenerator(latent_dim, dim, generator_width, generator_depth, noise_dim)
+        self.stop_head = nn.Linear(dim, 1, bias=False)
+        # Initialisation as upstream: normal(0.02) backbone, xavier projections.
+        init_normal_(self.embed_tokens, initializer_range)
+        init_normal_(self.decoder, initializer_range)
+        nn.init.xavier_uniform_(self.frame_proj.weight)
+        nn.init.zeros_(self.frame_proj.bias)
+        nn.init.xavier_uniform_(self.stop_head.weight)
+
+    # ------------------------------------------------------------------ sequence
+    def embed_slots(self, text: torch.Tensor, frames: torch.Tensor, layout: Layout, eos_id: int) -> torch.Tensor:
+        """text ``[B, N]``, frames ``[B, T, D]`` -> slot embeddings ``[B, L, dim]`` (before the input norm)."""
+        text_emb = self.embed_tokens(text.gather(1, layout.text_index.clamp(min=0)))
+        if frames.shape[1] == 0:  # text-only prefill: gather needs something to index
+            frames = frames.new_zeros(frames.shape[0], 1, frames.shape[2])
+        frames_at = frames.gather(1, layout.frame_index.clamp(min=0)[..., None].expand(-1, -1, frames.shape[-1]))
+        frame_emb = self.frame_proj(frames_at.to(self.frame_proj.weight.dtype))
+        eos_emb = self.embed_tokens.weight[eos_id].to(text_emb.dtype)
+        is_frame = (layout.frame_index >= 0)[..., None]
+        x = torch.where(is_frame, frame_emb.to(text_emb.dtype), text_emb)
+        return torch.where(layout.eos_slot[..., None], eos_emb, x)
+
+    def hidden_states(self, text, text_lengths, frames, frame_lengths, layout: Layout, eos_id: int) -> torch.Tensor:
+        """Teacher-forced hidden states ``[B, L, dim]`` for a layout."""
+        x = self.input_norm(self.embed_slots(text, frames, layout, eos_id))
+        return self.decoder(x, layout.positions, layout.visible)
+
+    # ------------------------------------------------------------------ loss
+    def loss(
+        self,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        frames: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        eos_id: int,
+        layout_kind: str = "offline",
+        tokens_per_chunk: int = 5,
+        frames_per_chunk: int = 45,
+        text_dropout: Optional[torch.Tensor] = None,
+        noise: Optional[torch.Tensor] = None,
+        energy_samples: int = 2,
+        energy_beta: float = 1.0,
+        stop_pos_weight: float = 100.0,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``.
+
+        noise ``[M, F, noise_dim]`` with F = number of real frames in (b, t) order, or None.
+        Returns (loss, stats).
+        """
+        layout = build_layout(text_lengths, frame_lengths, layout_kind, tokens_per_chunk, frames_per_chunk, text_dropout)
+        h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id)  # [B, L, dim]
+        B, T = frames.shape[:2]
+        frame_mask = torch.arange(T, device=frames.device)[None] < frame_lengths[:, None]  # [B, T]
+
+        z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))[frame_mask]  # [F, dim]
+        target = frames[frame_mask]  # [F, D]
+        if noise is None:
+            noise = torch.randn(energy_samples, z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype)
+        samples = self.generator(z[None].expand(noise.shape[0], -1, -1), noise.to(z.dtype))  # [M, F, D]
+        energy = energy_score_loss(samples, target, energy_beta).mean()
+
+        stop_h = h.gather(1, layout.stop_slot[..., None].expand(-1, -1, h.shape[-1]))  # [B, T+1, dim]
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            logits = F.linear(stop_h.float(), self.stop_head.weight.float()).squeeze(-1)  # [B, T+1]
+            pos_weight = torch.tensor(stop_pos_weight, device=logits.device)
+            bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none", pos_weight=pos_weight)
+            stop_loss = (bce * layout.stop_weight).sum() / layout.stop_weight.sum()
+            loss = energy + stop_loss
+            predicted_stop = (logits > 0).float()
+            stop_acc = ((predicted_stop == layout.stop_target).float() * layout.stop_weight).sum() / layout.stop_weight.sum()
+        stats = dict(
+            loss=loss.detach(),
+            energy_distance=energy.detach(),
+            stop_loss=stop_loss.detach(),
+            stop_acc=stop_acc.detach(),
+        )
+        return loss, stats
+
+    # ------------------------------------------------------------------ decoding
+    def sample_frame(
+        self, hidden: torch.Tensor, noise: torch.Tensor, cfg_scale: float
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """hidden ``[R, dim]`` (R = B, or 2B with the unconditional rows last), noise ``[B, noise_dim]``.
+
+        Guidance acts on the hidden state, not on the sample: the generator sees
+        h_u + s (h_c - h_u), and the stop head sees the conditional state only.
+        Returns (frame ``[B, D]``, stop probability ``[B]``).
+        """
+        B = noise.shape[0]
+        h_cond = hidden[:B]
+        h = h_cond
+        if hidden.shape[0] == 2 * B:
+            h_uncond = hidden[B:]
+            h = h_uncond + cfg_scale * (h_cond - h_uncond)
+        frame = self.generator(h, noise.to(h.dtype))
+        stop_prob = torch.sigmoid(self.stop_head(h_cond).float().squeeze(-1))
+        return frame, stop_prob
