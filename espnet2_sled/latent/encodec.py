@@ -27,7 +27,7 @@ from .weights import (assign_section, codebooks_from, find_cached_weights, group
 
 # Per-level std of the random codebooks: roughly the spread of a random encoder's output,
 # shrinking like RVQ residuals, so that weights="random" latents depend on the input.
-RANDOM_CODEBOOK_SCALES = [0.5 * 0.7 ** k for k in range(8)]
+RANDOM_CODEBOOK_SCALES = [2.0 * 0.6 ** k for k in range(8)]
 
 
 class EncodecLatent(LatentSpace):

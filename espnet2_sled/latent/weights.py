@@ -169,7 +169,8 @@ def randomize(model: nn.Module, codebook_scales: Optional[List[float]] = None) -
     """Deterministic random weights, independent of the global RNG: every process that calls
     this gets bit-identical tensors (a private CPU generator, parameters in name order).
 
-    Convolutions and LSTMs get PyTorch's default ranges (uniform +-1/sqrt(fan_in)); codebook
+    Convolutions are He-uniform (+-sqrt(6/fan_in)) so the signal neither dies nor explodes
+    through the stack, biases +-0.01, LSTMs PyTorch's default +-1/sqrt(hidden); codebook
     ``k`` is Gaussian with std ``codebook_scales[k]``, shrinking level by level like real
     RVQ residuals, so random latents still vary with the input.
     """
@@ -183,10 +184,12 @@ def randomize(model: nn.Module, codebook_scales: Optional[List[float]] = None) -
             owner = model.get_submodule(name.rsplit(".", 1)[0])
             if isinstance(owner, nn.LSTM):
                 bound = owner.hidden_size ** -0.5
-            else:
-                fan_in = owner.weight.shape[1] * owner.weight[0, 0].numel()
-                if isinstance(owner, nn.ConvTranspose1d):
-                    fan_in = owner.weight.shape[0] * owner.weight[0, 0].numel()
-                bound = fan_in ** -0.5
+            elif name.endswith("bias"):
+                bound = 0.01
+            else:  # He-uniform: keeps the signal's scale through the ELU stack
+                fan_in = owner.weight[0].numel()
+                if isinstance(owner, nn.ConvTranspose1d):  # weight [C_in, C_out, k]
+                    fan_in = owner.weight.shape[0] * owner.weight.shape[2] // owner.stride[0]
+                bound = (6.0 / fan_in) ** 0.5
             values = (torch.rand(param.shape, generator=generator) * 2 - 1) * bound
         param.copy_(values)

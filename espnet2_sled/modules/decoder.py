@@ -21,6 +21,7 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.weight._no_weight_decay = True  # honoured by ESPnet's --exclude_weight_decay
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 (as HF Llama does), return in the input dtype.

@@ -113,6 +113,7 @@ def generate(
     max_positions: int = 2048,
     noise: NoiseSource = None,
     keep_stop_frame: bool = False,
+    guidance: Optional[bool] = None,
 ) -> Generated:
     """Offline decoding of a (left-padded internally) batch.
 
@@ -120,6 +121,8 @@ def generate(
     ``stop_threshold``; the frame sampled at that step is dropped unless
     ``keep_stop_frame``. Finished rows keep running until every row is done, so a padded
     batch gives each row exactly the frames it would get alone (same noise).
+    ``guidance`` forces the doubled (conditional + unconditional) batch on or off; by
+    default it runs only when ``cfg_scale != 1``.
     """
     B = text.shape[0]
     prompt_len = 0 if prompt is None else prompt.shape[1]
@@ -131,7 +134,7 @@ def generate(
             f"model's {max_positions} positions; nothing is left to generate"
         )
     max_frames = budget if max_frames is None else min(max_frames, budget)
-    cfg = cfg_scale != 1.0
+    cfg = cfg_scale != 1.0 if guidance is None else guidance
     state = prefill(lm, text, text_lengths, eos_id, prompt, prompt_lengths, cfg, prefill_len + max_frames)
 
     frames, probs = [], []

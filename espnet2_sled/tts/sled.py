@@ -230,7 +230,7 @@ class SLED(AbsTTS):
         if use_teacher_forcing:
             if feats is None:
                 raise ValueError("use_teacher_forcing needs feats (the reference latents)")
-            return self._with_wav(feats, None, decode_wav)
+            return self.outputs_for(feats, None, decode_wav)
         prompt = None if prompt_latents is None else prompt_latents[None].to(text.device)
         out = self.generate_batch(
             text[None], torch.tensor([text.shape[0]], device=text.device), prompt, None,
@@ -238,11 +238,12 @@ class SLED(AbsTTS):
             keep_stop_frame=keep_stop_frame,
         )
         frames = out.frames[0, : int(out.lengths[0])]
-        result = self._with_wav(frames, prompt_latents, decode_wav)
+        result = self.outputs_for(frames, prompt_latents, decode_wav)
         result["stop_probs"] = out.stop_probs[0]
         return result
 
-    def _with_wav(self, frames, prompt_latents, decode_wav):
+    def outputs_for(self, frames, prompt_latents=None, decode_wav=True) -> Dict[str, torch.Tensor]:
+        """frames ``[T, odim]`` -> dict(feat_gen, and wav when a latent space is attached)."""
         result = dict(feat_gen=frames)
         if self.latent_space is not None and decode_wav:
             result["wav"] = self.frames_to_wav(frames, prompt_latents)
