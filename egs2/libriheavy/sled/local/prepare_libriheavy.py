@@ -93,7 +93,7 @@ def convert(manifest: Path, audio_root: Path, out_dir: Path, check_audio: bool):
             except json.JSONDecodeError as e:
                 raise ManifestError(f"{where}: not valid JSON ({e.msg} at column {e.colno})")
             utt, reco, source, start, end, txt, spk, _ = parse_cut(cut, where)
-            path = source if os.path.isabs(source) else str(audio_root / source)
+            path = source if os.path.isabs(source) else os.path.abspath(audio_root / source)
             if re.search(r"\s", path):
                 raise ManifestError(f"{where}: audio path '{path}' contains whitespace, "
                                     "which a wav.scp line cannot hold")
