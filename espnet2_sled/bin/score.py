@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Score synthesised speech offline: WER, speaker similarity, DNSMOS, real-time factor.
+
+    python -m espnet2_sled.bin.score --wav_dir exp/x/decode/test/wav --text data/test/text \
+        --ref_wav_scp data/test/wav.scp --ref_segments data/test/segments \
+        --timing exp/x/decode/test/timing.jsonl --output_dir exp/x/decode/test/scores
+
+Every tool here carries its own weights, so nothing is downloaded:
+
+- **WER**: pocketsphinx's bundled US English acoustic model, language model and
+  dictionary. Never an LM built from the test text: that drives WER to ~0 and measures
+  nothing. Reference and hypothesis are lower-cased and stripped of punctuation before
+  jiwer; the corpus WER is total errors over total reference words. pocketsphinx is a
+  weak recogniser (flite voices ~0.1, real read speech ~0.3), so compare systems, or a
+  system with the ground-truth audio scored the same way, not absolute numbers.
+- **Speaker similarity**: cosine of resemblyzer utterance embeddings, generated vs
+  the reference audio of the same utterance id (``spk_sim``) and vs the voice prompt
+  (``spk_sim_prompt``) when ``--prompt_wav_scp`` is given.
+- **DNSMOS** (speechmos): overall, signal, background and P.808 MOS.
+- **RTF / time to first audio** from ``--timing``: JSON lines with ``utt_id``,
+  ``audio_seconds``, ``compute_seconds`` and optionally ``first_audio_seconds``.
+  RTF = total compute / total audio.
+
+All audio is read as mono and resampled to 16 kHz. Writes ``scores.md`` (metric, value,
+n), ``scores.json`` and per-utterance ``utt_scores.tsv`` in ``--output_dir``.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+import unicodedata
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+SCORE_RATE = 16000  # every scorer here works at 16 kHz
+ALL_METRICS = ("wer", "spk_sim", "dnsmos", "rtf")
+
+# (path, start seconds, end seconds or None)
+AudioEntry = Tuple[str, float, Optional[float]]
+
+
+# --------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------
+def read_table(path: Path) -> Dict[str, str]:
+    """Kaldi-style ``key value...`` file -> {key: value}."""
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if not parts:
+                continue
+            if parts[0] in table:
+                raise ValueError(f"{path}:{lineno}: key '{parts[0]}' appears twice")
+            table[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return table
+
+
+def read_audio_table(wav_scp: Optional[Path] = None, wav_dir: Optional[Path] = None,
+                     segments: Optional[Path] = None) -> Dict[str, AudioEntry]:
+    """{utt_id: (path, start, end)} from a wav.scp (+ segments) or a folder of ``<utt>.wav``."""
+    if wav_dir is not None:
+        files = sorted(Path(wav_dir).glob("*.wav"))
+        if not files:
+            raise FileNotFoundError(f"no .wav files in '{wav_dir}'")
+        return {p.stem: (str(p), 0.0, None) for p in files}
+    if wav_scp is None:
+        raise ValueError("give a wav.scp or a wav directory")
+    recordings = read_table(wav_scp)
+    for key, value in recordings.items():
+        if value.rstrip().endswith("|"):
+            raise ValueError(f"{wav_scp}: entry '{key}' is a command pipe; only file paths are supported")
+    if segments is None:
+        return {k: (v, 0.0, None) for k, v in recordings.items()}
+    table = {}
+    for utt, value in read_table(segments).items():
+        reco, start, end = value.split()
+        if reco not in recordings:
+            raise KeyError(f"{segments}: utterance '{utt}' refers to recording '{reco}', not in {wav_scp}")
+        table[utt] = (recordings[reco], float(start), float(end))
+    return table
+
+
+def load_audio(entry: AudioEntry, rate: int = SCORE_RATE) -> np.ndarray:
+    """Read (a slice of) a file as mono float32 at ``rate`` Hz."""
+    path, start, end = entry
+    info = sf.info(path)
+    first = int(round(start * info.samplerate))
+    last = -1 if end is None else int(round(end * info.samplerate))
+    audio, source_rate = sf.read(path, start=first, stop=None if last < 0 else last,
+                                 dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if source_rate != rate:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=source_rate, target_sr=rate, res_type="soxr_hq")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, drop punctuation (keeping apostrophes inside words), squeeze spaces."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    text = re.sub(r"[^\w\s']|_", " ", text)
+    text = re.sub(r"(^|\s)'+|'+(?=\s|$)", " ", text)
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------------------
+# scorers
+# --------------------------------------------------------------------------------------
+class PocketsphinxASR:
+    """pocketsphinx with its bundled English acoustic model, LM and dictionary."""
+
+    def __init__(self):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=SCORE_RATE, logfn=os.devnull)
+
+    def __call__(self, audio: np.ndarray) -> str:
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+def word_errors(reference: str, hypothesis: str) -> Tuple[int, int]:
+    """(edit distance in words, reference words) after normalisation."""
+    import jiwer
+
+    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    if not ref:
+        raise ValueError("reference text is empty after normalisation")
+    if not hyp:
+        return len(ref.split()), len(ref.split())
+    out = jiwer.process_words(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions, len(ref.split())
+
+
+class SpeakerEncoder:
+    """resemblyzer utterance embeddings (unit norm, so cosine = dot product)."""
+
+    def __init__(self):
+        from resemblyzer import VoiceEncoder
+
+        self.encoder = VoiceEncoder("cpu", verbose=False)
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        from resemblyzer import preprocess_wav
+
+        wav = preprocess_wav(audio, source_sr=SCORE_RATE)
+        if len(wav) < SCORE_RATE // 4:  # the VAD trimmed nearly everything: use the raw audio
+            wav = audio
+        return self.encoder.embed_utterance(wav)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def dnsmos(audio: np.ndarray) -> Dict[str, float]:
+    from speechmos import dnsmos as speechmos_dnsmos
+
+    if len(audio) < SCORE_RATE:  # DNSMOS needs at least one second; pad with silence
+        audio = np.pad(audio, (0, SCORE_RATE - len(audio)))
+    result = speechmos_dnsmos.run(audio, sr=SCORE_RATE)
+    return {k: float(result[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
+
+
+def read_timing(path: Path) -> List[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})")
+            for key in ("utt_id", "audio_seconds", "compute_seconds"):
+                if key not in row:
+                    raise ValueError(f"{path}:{lineno}: missing key '{key}'")
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------
+def score(
+    hyp_audio: Dict[str, AudioEntry],
+    texts: Optional[Dict[str, str]] = None,
+    ref_audio: Optional[Dict[str, AudioEntry]] = None,
+    prompt_audio: Optional[Dict[str, AudioEntry]] = None,
+    timing: Optional[List[dict]] = None,
+    metrics=ALL_METRICS,
+    progress: bool = True,
+) -> Tuple[Dict[str, dict], Dict[str, dict]]:
+    """Return (summary {metric: {value, n}}, per-utterance {utt: {column: value}})."""
+    unknown = set(metrics) - set(ALL_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; known: {ALL_METRICS}")
+    asr = PocketsphinxASR() if "wer" in metrics and texts is not None else None
+    spk = SpeakerEncoder() if "spk_sim" in metrics and (ref_audio or prompt_audio) else None
+    missing_text = [u for u in hyp_audio if texts is not None and u not in texts]
+    if asr is not None and missing_text:
+        raise KeyError(f"no reference text for {len(missing_text)} utterance(s), e.g. '{missing_text[0]}'")
+
+    per_utt: Dict[str, dict] = {}
+    errors = words = 0
+    sims, prompt_sims = [], []
+    mos: Dict[str, List[float]] = {}
+    for utt in tqdm(sorted(hyp_audio), desc="scoring", disable=not progress, file=sys.stderr):
+        row = per_utt.setdefault(utt, {})
+        audio = load_audio(hyp_audio[utt])
+        if asr is not None:
+            hyp = asr(audio)
+            e, n = word_errors(texts[utt], hyp)
+            errors, words = errors + e, words + n
+            row.update(wer=e / n, hyp=normalize_text(hyp))
+        if spk is not None:
+            emb = spk(audio)
+            if ref_audio and utt in ref_audio:
+                row["spk_sim"] = cosine(emb, spk(load_audio(ref_audio[utt])))
+                sims.append(row["spk_sim"])
+            if prompt_audio and utt in prompt_audio:
+                row["spk_sim_prompt"] = cosine(emb, spk(load_audio(prompt_audio[utt])))
+                prompt_sims.append(row["spk_sim_prompt"])
+        if "dnsmos" in metrics:
+            for k, v in dnsmos(audio).items():
+                row[k] = v
+                mos.setdefault(k, []).append(v)
+
+    summary: Dict[str, dict] = {}
+    if asr is not None:
+        summary["wer"] = {"value": errors / max(words, 1), "n": len(hyp_audio), "words": words}
+    if sims:
+        summary["spk_sim"] = {"value": float(np.mean(sims)), "n": len(sims)}
+    if prompt_sims:
+        summary["spk_sim_prompt"] = {"value": float(np.mean(prompt_sims)), "n": len(prompt_sims)}
+    for k, values in mos.items():
+        summary[f"dnsmos_{k.replace('_mos', '')}"] = {"value": float(np.mean(values)), "n": len(values)}
+    if "rtf" in metrics and timing:
+        audio_s = sum(float(r["audio_seconds"]) for r in timing)
+        compute_s = sum(float(r["compute_seconds"]) for r in timing)
+        summary["rtf"] = {"value": compute_s / audio_s if audio_s > 0 else math.nan, "n": len(timing)}
+        firsts = [float(r["first_audio_seconds"]) for r in timing if r.get("first_audio_seconds") is not None]
+        if firsts:
+            summary["first_audio_seconds"] = {"value": float(np.mean(firsts)), "n": len(firsts)}
+        for r in timing:
+            if r["utt_id"] in per_utt and float(r["audio_seconds"]) > 0:
+                per_utt[r["utt_id"]]["rtf"] = float(r["compute_seconds"]) / float(r["audio_seconds"])
+    return summary, per_utt
+
+
+DESCRIPTIONS = {
+    "wer": "WER, pocketsphinx bundled LM (lower is better)",
+    "spk_sim": "speaker similarity to reference, resemblyzer cosine",
+    "spk_sim_prompt": "speaker similarity to prompt, resemblyzer cosine",
+    "dnsmos_ovrl": "DNSMOS overall",
+    "dnsmos_sig": "DNSMOS signal",
+    "dnsmos_bak": "DNSMOS background",
+    "dnsmos_p808": "DNSMOS P.808",
+    "rtf": "real-time factor (compute / audio seconds)",
+    "first_audio_seconds": "time to first audio, seconds",
+}
+
+
+def write_reports(output_dir: Path, summary: Dict[str, dict], per_utt: Dict[str, dict], title: str = ""):
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| metric | value | n |", "|---|---|---|"]
+    for name, entry in summary.items():
+        lines.append(f"| {DESCRIPTIONS.get(name, name)} | {entry['value']:.4f} | {entry['n']} |")
+    files = {
+        "scores.md": "\n".join(lines) + "\n",
+        "scores.json": json.dumps(summary, indent=2) + "\n",
+    }
+    columns = sorted({c for row in per_utt.values() for c in row})
+    tsv = ["\t".join(["utt_id", *columns])]
+    for utt in sorted(per_utt):
+        row = per_utt[utt]
+        tsv.append("\t".join([utt, *[f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                                     for c in columns]]))
+    files["utt_scores.tsv"] = "\n".join(tsv) + "\n"
+    for name, content in files.items():
+        tmp = output_dir / (name + ".tmp")
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, output_dir / name)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wav_dir", type=Path, help="folder of <utt_id>.wav (generated speech)")
+    src.add_argument("--wav_scp", type=Path, help="wav.scp of the speech to score")
+    parser.add_argument("--segments", type=Path, help="segments for --wav_scp (to score ground-truth slices)")
+    parser.add_argument("--text", type=Path, help="Kaldi text: reference transcripts (for WER)")
+    parser.add_argument("--ref_wav_scp", type=Path, help="reference audio of the same utterance ids")
+    parser.add_argument("--ref_segments", type=Path, help="segments for --ref_wav_scp")
+    parser.add_argument("--prompt_wav_scp", type=Path, help="utt_id -> voice prompt audio")
+    parser.add_argument("--timing", type=Path, help="decoder timing log (JSON lines); skipped if absent")
+    parser.add_argument("--metrics", default=",".join(ALL_METRICS), help=f"comma list of {ALL_METRICS}")
+    parser.add_argument("--title", default="", help="heading for scores.md")
+    parser.add_argument("--output_dir", type=Path, required=True)
+    return parser
+
+
+def main(cmd=None):
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (score) %(levelname)s: %(message)s")
+    metrics = [m for m in args.metrics.split(",") if m]
+    hyp = read_audio_table(args.wav_scp, args.wav_dir, args.segments)
+    texts = read_table(args.text) if args.text else None
+    ref = read_audio_table(args.ref_wav_scp, None, args.ref_segments) if args.ref_wav_scp else None
+    prompt = read_audio_table(args.prompt_wav_scp) if args.prompt_wav_scp else None
+    timing = None
+    if args.timing is not None:
+        if args.timing.exists():
+            timing = read_timing(args.timing)
+        else:
+            logging.info(f"no timing log at {args.timing}; RTF not reported")
+    summary, per_utt = score(hyp, texts, ref, prompt, timing, metrics)
+    write_reports(args.output_dir, summary, per_utt, args.title)
+    print((args.output_dir / "scores.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
