@@ -1,0 +1,503 @@
+#!/usr/bin/env bash
+# SLED-TTS recipe stages (the tts.sh of this recipe). Called by run.sh; see --help.
+#
+#  1 data prep        local/data.sh -> data/<set>/{wav.scp,segments,text,utt2spk,spk2utt}
+#  2 latents          espnet2_sled.bin.extract_latents -> dump/latents/<set>/{feats.scp,speech_shape}
+#  3 token list       sentencepiece on the training text -> dump/token_list/bpe_<mode><N>/
+#  4 stats            sled_train --collect_stats, aggregate, drop utterances over the position limit
+#  5 training         espnet2.bin.launch ... sled_train
+#  6 streaming tune   same, streaming config, initialised from stage 5
+#  7 decoding         sled_inference array jobs -> exp/<tag>/decode_<mode>_<model>/<set>/{wav/,wav.scp,timing.jsonl}
+#  8 scoring          espnet2_sled.bin.score -> scores.md / scores.json per decode dir; RESULTS.md
+#  9 packing          espnet2.bin.pack tts -> exp/<tag>/<name>.zip, then decode one sentence from the zip
+#
+# Every stage appends the exact commands it runs to ${expdir}/run_logs/stage<N>.run.sh
+# (replayable: it cds here and sources path.sh/cmd.sh). Stages skip work whose final
+# output exists; final outputs are written under temp names and renamed when complete,
+# so a killed run never leaves something that looks finished.
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (sled.sh:${BASH_LINENO[0]}) $*" >&2; }
+min() { local a=$1; shift; for b in "$@"; do [ "$b" -lt "$a" ] && a=$b; done; echo "$a"; }
+
+# ---- general
+stage=1
+stop_stage=9
+nj=32                  # parallel jobs for latent extraction and stats
+inference_nj=32        # parallel decoding jobs
+ngpu=1                 # GPUs for training (0: CPU)
+num_nodes=1
+gpu_inference=false
+gpu_latents=false
+python=python3
+dumpdir=dump
+expdir=exp
+seed=0
+
+# ---- data
+local_data_opts=""
+train_set=""
+valid_set=""
+test_sets=""
+optional_test_sets=""  # decoded and scored only if data/<set> exists
+
+# ---- latents (stage 2)
+latent=encodec         # encodec | mel
+latent_weights=random  # PATH to codec weights, or random (tests / mini recipe)
+latent_opts=""
+
+# ---- tokens (stage 3)
+token_type=bpe
+nbpe=256
+bpemode=unigram
+bpe_train_text=""      # default: data/${train_set}/text
+token_list=""          # give --token_list and --bpemodel to use an existing (e.g. imported) tokenizer
+bpemodel=""
+
+# ---- stats (stage 4)
+stats_dir=""
+max_positions=""       # default: tts_conf.max_positions of the train config, else 2048
+extra_positions=2      # positions the layout adds besides text tokens and frames
+
+# ---- training (stages 5, 6)
+train_config=""
+train_args=""
+tag=""
+sled_exp=""
+streaming_config=""    # stage 6 is skipped when empty
+streaming_args=""
+streaming_exp=""
+init_model=valid.loss.best.pth
+text_fold_length=150
+speech_fold_length=800
+
+# ---- decoding and scoring (stages 7, 8)
+inference_config=""
+inference_args=""
+inference_model=valid.loss.best.pth
+decode_modes="offline" # any of: offline streaming clone continuation
+prompt_seconds=3       # continuation: prompt length
+score_metrics="wer,spk_sim,dnsmos,rtf"
+score_groundtruth=true # also score the real audio of each test set (ASR floor, DNSMOS of data)
+
+# ---- packing (stage 9)
+pack_name=""
+pack_check_text="The quick brown fox jumps over the lazy dog."
+
+help_message=$(cat <<EOF
+Usage: $0 --train_set <set> --valid_set <set> --test_sets "<sets>" --train_config <yaml> [options]
+  --stage N --stop_stage M   run stages N..M (1 data, 2 latents, 3 tokens, 4 stats, 5 train,
+                             6 streaming fine-tune, 7 decode, 8 score, 9 pack)
+  --nj N --inference_nj N --ngpu N --num_nodes N --gpu_inference true|false
+  --latent encodec|mel --latent_weights PATH|random
+  --nbpe N --bpemode unigram|bpe  or  --token_list tokens.txt --bpemodel bpe.model
+  --train_config yaml --train_args "..." --tag name
+  --streaming_config yaml --streaming_args "..."
+  --inference_model file.pth --inference_args "..." --decode_modes "offline streaming clone continuation"
+Every variable at the top of sled.sh is an option (--name value or --name=value).
+EOF
+)
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then
+    echo "${help_message}" >&2
+    exit 1
+fi
+
+# ---- derived names
+[ -z "${train_set}" ] && { echo "$0: --train_set is required" >&2; exit 1; }
+[ -z "${valid_set}" ] && { echo "$0: --valid_set is required" >&2; exit 1; }
+if [ -z "${token_list}" ]; then
+    token_dir=${dumpdir}/token_list/bpe_${bpemode}${nbpe}
+    token_list=${token_dir}/tokens.txt
+    bpemodel=${token_dir}/bpe.model
+    own_tokens=true
+else
+    own_tokens=false
+fi
+latent_dir=${dumpdir}/latents
+if [ -z "${tag}" ]; then
+    if [ -n "${train_config}" ]; then
+        tag=$(basename "${train_config}" .yaml)_${latent}_${token_type}
+    else
+        tag=sled_${latent}_${token_type}
+    fi
+fi
+sled_exp=${sled_exp:-${expdir}/sled_${tag}}
+streaming_exp=${streaming_exp:-${expdir}/sled_${tag}_streaming}
+stats_dir=${stats_dir:-${expdir}/sled_stats_${latent}_${token_type}}
+run_logs=${expdir}/run_logs
+recipe_dir=$(pwd)
+
+all_test_sets=${test_sets}
+for s in ${optional_test_sets}; do
+    [ -d "data/${s}" ] && all_test_sets+=" ${s}"
+done
+
+# ---- replayable command logs
+stage_script=""
+begin_stage() {  # begin_stage N "description"
+    mkdir -p "${run_logs}"
+    stage_script=${run_logs}/stage$1.run.sh
+    {
+        echo "#!/usr/bin/env bash"
+        echo "# sled.sh stage $1: $2 (written $(date '+%Y-%m-%dT%H:%M:%S'))"
+        echo "set -euo pipefail"
+        echo "cd $(printf '%q' "${recipe_dir}")"
+        echo ". ./path.sh"
+        echo ". ./cmd.sh"
+    } > "${stage_script}"
+    chmod +x "${stage_script}"
+    log "stage $1: $2 (commands: ${stage_script})"
+}
+run() {  # run CMD ARGS...: record the command in the stage script, then run it
+    { printf '%q ' "$@"; echo; } >> "${stage_script}"
+    "$@"
+}
+note() { echo "# $*" >> "${stage_script}"; }
+
+count_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+
+latent_dim() {  # latent_dim SET: width of the latent frames, from speech_shape ("key T,D")
+    local shape=${latent_dir}/$1/speech_shape
+    [ -f "${shape}" ] || { echo "$0: ${shape} is missing; run stage 2" >&2; exit 1; }
+    head -n 1 "${shape}" | awk '{ n = split($2, d, ","); print d[n] }'
+}
+
+require_file() {
+    [ -f "$1" ] || { echo "$0: $1 does not exist. $2" >&2; exit 1; }
+}
+
+# ============================================================================ stage 1
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    begin_stage 1 "data preparation"
+    # shellcheck disable=SC2086
+    run local/data.sh ${local_data_opts}
+    for s in ${train_set} ${valid_set} ${all_test_sets}; do
+        run utils/validate_data_dir.sh "data/${s}"
+    done
+fi
+
+# ============================================================================ stage 2
+# Contract with espnet2_sled.bin.extract_latents (job J of N over data/<set>):
+#   --data_dir data/<set> --output_dir DIR --nj N --job J --latent X --weights W
+#   writes DIR/feats.J.{ark,scp} and DIR/speech_shape.J ("utt T,D"), skipping utterances
+#   already in DIR/feats.J.scp (resumable). The recipe merges the parts.
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    begin_stage 2 "latent extraction (${latent})"
+    _ngpu=0; [ "${gpu_latents}" = true ] && _ngpu=1
+    for s in ${train_set} ${valid_set} ${all_test_sets}; do
+        out=${latent_dir}/${s}
+        n_utt=$(count_lines "data/${s}/text")
+        if [ -f "${out}/feats.scp" ] && [ "$(count_lines "${out}/feats.scp")" -eq "${n_utt}" ]; then
+            log "${out}/feats.scp is complete (${n_utt} utterances); skipping"
+            continue
+        fi
+        _nj=$(min "${nj}" "${n_utt}")
+        mkdir -p "${out}/log"
+        # shellcheck disable=SC2086
+        run ${train_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/log/extract.JOB.log" \
+            ${python} -m espnet2_sled.bin.extract_latents \
+                --data_dir "data/${s}" --output_dir "${out}" \
+                --nj "${_nj}" --job JOB --ngpu "${_ngpu}" \
+                --latent "${latent}" --weights "${latent_weights}" ${latent_opts}
+        run local/merge_parts.sh "${out}" "${_nj}" feats.scp speech_shape
+        got=$(count_lines "${out}/feats.scp")
+        [ "${got}" -eq "${n_utt}" ] || log "warning: ${out}/feats.scp has ${got} of ${n_utt} utterances (see ${out}/log)"
+    done
+fi
+
+# ============================================================================ stage 3
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    begin_stage 3 "token list"
+    if [ "${own_tokens}" = false ]; then
+        require_file "${token_list}" "(--token_list)"
+        [ "${token_type}" != bpe ] || require_file "${bpemodel}" "(--bpemodel)"
+        log "using the given token list ${token_list} and model ${bpemodel}; nothing to train"
+        note "given: --token_list ${token_list} --bpemodel ${bpemodel}"
+    elif [ -f "${token_list}" ] && [ -f "${bpemodel}" ]; then
+        log "${token_list} exists; skipping"
+    else
+        run ${python} local/train_bpe.py --vocab_size "${nbpe}" --model_type "${bpemode}" \
+            "${token_dir}" "${bpe_train_text:-data/${train_set}/text}"
+    fi
+fi
+
+# ============================================================================ stage 4
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    begin_stage 4 "collect stats and filter by length"
+    require_file "${train_config}" "(--train_config: the model config, needed to build the model)"
+    if [ -f "${stats_dir}/train/text_shape.${token_type}" ] && [ -f "${stats_dir}/valid/text_shape.${token_type}" ]; then
+        log "${stats_dir} is complete; skipping"
+    else
+        odim=$(latent_dim "${train_set}")
+        logdir=${stats_dir}/logdir
+        mkdir -p "${logdir}"
+        # keys with both text and latents
+        for pair in "train:${train_set}" "valid:${valid_set}"; do
+            name=${pair%%:*}; s=${pair#*:}
+            run utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text" --output "${logdir}/${name}.keys" 2>/dev/null \
+                || utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text" > "${logdir}/${name}.keys"
+        done
+        _nj=$(min "${nj}" "$(count_lines "${logdir}/train.keys")" "$(count_lines "${logdir}/valid.keys")")
+        split_args_train=""; split_args_valid=""
+        for n in $(seq "${_nj}"); do
+            split_args_train+=" ${logdir}/train.${n}.scp"
+            split_args_valid+=" ${logdir}/valid.${n}.scp"
+        done
+        # shellcheck disable=SC2086
+        run utils/split_scp.pl "${logdir}/train.keys" ${split_args_train}
+        # shellcheck disable=SC2086
+        run utils/split_scp.pl "${logdir}/valid.keys" ${split_args_valid}
+        # shellcheck disable=SC2086
+        run ${train_cmd} JOB=1:"${_nj}" "${logdir}/stats.JOB.log" \
+            ${python} -m espnet2_sled.bin.sled_train \
+                --collect_stats true \
+                --ngpu 0 \
+                --config "${train_config}" \
+                --use_preprocessor true \
+                --token_type "${token_type}" \
+                --token_list "${token_list}" \
+                --bpemodel "${bpemodel}" \
+                --cleaner none \
+                --g2p none \
+                --normalize none \
+                --odim "${odim}" \
+                --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
+                --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
+                --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
+                --valid_data_path_and_name_and_type "${latent_dir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+                --train_shape_file "${logdir}/train.JOB.scp" \
+                --valid_shape_file "${logdir}/valid.JOB.scp" \
+                --output_dir "${logdir}/stats.JOB" \
+                ${train_args}
+        stats_inputs=()
+        for n in $(seq "${_nj}"); do stats_inputs+=(--input_dir "${logdir}/stats.${n}"); done
+        run ${python} -m espnet2.bin.aggregate_stats_dirs "${stats_inputs[@]}" --output_dir "${stats_dir}"
+
+        if [ -z "${max_positions}" ]; then
+            max_positions=$(${python} local/config_value.py "${train_config}" tts_conf.max_positions 2048)
+        fi
+        vocab_size=$(count_lines "${token_list}")
+        for name in train valid; do
+            run ${python} local/filter_by_length.py \
+                --max_positions "${max_positions}" --extra_positions "${extra_positions}" \
+                --append_vocab_size "${vocab_size}" \
+                "${stats_dir}/${name}/text_shape" "${stats_dir}/${name}/speech_shape" \
+                "${stats_dir}/${name}/text_shape.${token_type}" "${stats_dir}/${name}/speech_shape.filtered"
+        done
+    fi
+fi
+
+# Options shared by training, fine-tuning and the stats stage.
+train_data_opts() {
+    local odim
+    odim=$(latent_dim "${train_set}")
+    echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
+        --bpemodel "${bpemodel}" --cleaner none --g2p none --normalize none --odim "${odim}" \
+        --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
+        --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
+        --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
+        --valid_data_path_and_name_and_type "${latent_dir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+        --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
+        --train_shape_file "${stats_dir}/train/speech_shape.filtered" \
+        --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
+        --valid_shape_file "${stats_dir}/valid/speech_shape.filtered" \
+        --fold_length "${text_fold_length}" --fold_length "${speech_fold_length}"
+}
+
+train_one() {  # train_one EXP_DIR CONFIG EXTRA_ARGS...
+    local exp=$1 config=$2
+    shift 2
+    mkdir -p "${exp}"
+    local jobname
+    jobname=$(basename "${exp}")
+    # shellcheck disable=SC2046
+    run ${python} -m espnet2.bin.launch \
+        --cmd "${cuda_cmd} --name ${jobname}" \
+        --log "${exp}/train.log" \
+        --ngpu "${ngpu}" \
+        --num_nodes "${num_nodes}" \
+        --init_file_prefix "${exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m espnet2_sled.bin.sled_train \
+            --config "${config}" \
+            $(train_data_opts) \
+            --resume true \
+            --output_dir "${exp}" \
+            "$@"
+}
+
+# ============================================================================ stage 5
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    begin_stage 5 "training (${sled_exp})"
+    require_file "${train_config}" "(--train_config)"
+    require_file "${stats_dir}/train/text_shape.${token_type}" "Run stage 4 first."
+    # shellcheck disable=SC2086
+    train_one "${sled_exp}" "${train_config}" ${train_args}
+fi
+
+# ============================================================================ stage 6
+streaming_enabled=false
+if [ -n "${streaming_config}" ]; then
+    if [ -f "${streaming_config}" ]; then
+        streaming_enabled=true
+    else
+        log "warning: streaming config ${streaming_config} not found; no streaming fine-tune or streaming decoding"
+    fi
+fi
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+    begin_stage 6 "streaming fine-tune (${streaming_exp})"
+    if [ "${streaming_enabled}" = true ]; then
+        require_file "${sled_exp}/${init_model}" "Train the offline model first (stage 5)."
+        # shellcheck disable=SC2086
+        train_one "${streaming_exp}" "${streaming_config}" --init_param "${sled_exp}/${init_model}" ${streaming_args}
+    else
+        note "skipped: no streaming config"
+    fi
+fi
+
+# ============================================================================ stage 7
+decode_dir() {  # decode_dir MODE -> model exp dir and output root for that mode
+    if [ "$1" = streaming ]; then
+        echo "${streaming_exp}/decode_$1_${inference_model%.pth}"
+    else
+        echo "${sled_exp}/decode_$1_${inference_model%.pth}"
+    fi
+}
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    begin_stage 7 "decoding (${decode_modes})"
+    _ngpu=0; [ "${gpu_inference}" = true ] && _ngpu=1
+    for mode in ${decode_modes}; do
+        case "${mode}" in
+            offline) exp=${sled_exp}; mode_opts=() ;;
+            streaming)
+                if [ "${streaming_enabled}" = false ]; then log "no streaming model; skipping streaming decoding"; continue; fi
+                exp=${streaming_exp}; mode_opts=(--streaming true) ;;
+            clone|continuation) exp=${sled_exp}; mode_opts=() ;;
+            *) echo "$0: unknown decode mode '${mode}' (offline streaming clone continuation)" >&2; exit 1 ;;
+        esac
+        require_file "${exp}/${inference_model}" "Train the model first (stage 5/6)."
+        for s in ${all_test_sets}; do
+            out=$(decode_dir "${mode}")/${s}
+            keys=${out}/logdir/keys
+            mkdir -p "${out}/logdir"
+            set_opts=("${mode_opts[@]}")
+            if [ "${mode}" = clone ] || [ "${mode}" = continuation ]; then
+                # prompts: clone = another utterance of the same speaker; continuation = the
+                # first ${prompt_seconds} s of the utterance itself (text = its full transcript)
+                if [ ! -f "${out}/prompts/prompt_wav.scp" ]; then
+                    run ${python} local/make_prompts.py --mode "${mode}" --seconds "${prompt_seconds}" \
+                        "data/${s}" "${out}/prompts"
+                fi
+                set_opts+=(--prompt_mode "${mode}" --prompt_wav_scp "${out}/prompts/prompt_wav.scp")
+                [ "${mode}" = clone ] && set_opts+=(--prompt_text "${out}/prompts/prompt_text")
+                cut -d' ' -f1 "${out}/prompts/prompt_wav.scp" > "${keys}"
+            else
+                cut -d' ' -f1 "data/${s}/text" > "${keys}"
+            fi
+            n_utt=$(count_lines "${keys}")
+            if [ -f "${out}/wav.scp" ] && [ "$(count_lines "${out}/wav.scp")" -eq "${n_utt}" ]; then
+                log "${out} is complete (${n_utt} wavs); skipping"
+                continue
+            fi
+            _nj=$(min "${inference_nj}" "${n_utt}")
+            split_args=()
+            for n in $(seq "${_nj}"); do split_args+=("${out}/logdir/keys.${n}.scp"); done
+            run utils/split_scp.pl "${keys}" "${split_args[@]}"
+            config_opts=()
+            [ -n "${inference_config}" ] && config_opts=(--config "${inference_config}")
+            # shellcheck disable=SC2086
+            run ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/logdir/inference.JOB.log" \
+                ${python} -m espnet2_sled.bin.sled_inference \
+                    --ngpu "${_ngpu}" \
+                    --data_path_and_name_and_type "data/${s}/text,text,text" \
+                    --key_file "${out}/logdir/keys.JOB.scp" \
+                    --train_config "${exp}/config.yaml" \
+                    --model_file "${exp}/${inference_model}" \
+                    --output_dir "${out}/logdir/output.JOB" \
+                    --seed "${seed}" \
+                    "${config_opts[@]}" "${set_opts[@]}" ${inference_args}
+            run ${python} local/merge_decode.py --nj "${_nj}" "${out}"
+        done
+    done
+fi
+
+# ============================================================================ stage 8
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+    begin_stage 8 "scoring"
+    results=()
+    if [ "${score_groundtruth}" = true ]; then
+        for s in ${all_test_sets}; do
+            out=${expdir}/groundtruth_scores/${s}
+            if [ ! -f "${out}/scores.json" ]; then
+                run ${python} -m espnet2_sled.bin.score \
+                    --wav_scp "data/${s}/wav.scp" --segments "data/${s}/segments" \
+                    --text "data/${s}/text" --metrics wer,dnsmos \
+                    --title "ground truth: ${s}" --output_dir "${out}"
+            fi
+            results+=("${out}/scores.md")
+        done
+    fi
+    for mode in ${decode_modes}; do
+        [ "${mode}" = streaming ] && [ "${streaming_enabled}" = false ] && continue
+        for s in ${all_test_sets}; do
+            out=$(decode_dir "${mode}")/${s}
+            if [ ! -f "${out}/wav.scp" ]; then
+                log "warning: ${out}/wav.scp missing; run stage 7 (skipping its scoring)"
+                continue
+            fi
+            if [ -f "${out}/scores/scores.json" ] && [ "${out}/scores/scores.json" -nt "${out}/wav.scp" ]; then
+                log "${out}/scores is up to date; skipping"
+            else
+                prompt_opts=()
+                [ -f "${out}/prompts/prompt_wav.scp" ] && prompt_opts=(--prompt_wav_scp "${out}/prompts/prompt_wav.scp")
+                run ${python} -m espnet2_sled.bin.score \
+                    --wav_scp "${out}/wav.scp" --text "data/${s}/text" \
+                    --ref_wav_scp "data/${s}/wav.scp" --ref_segments "data/${s}/segments" \
+                    "${prompt_opts[@]}" --timing "${out}/timing.jsonl" \
+                    --metrics "${score_metrics}" --title "${mode}: ${s} (${out})" \
+                    --output_dir "${out}/scores"
+            fi
+            results+=("${out}/scores/scores.md")
+        done
+    done
+    if [ ${#results[@]} -gt 0 ]; then
+        mkdir -p "${sled_exp}"
+        { echo "# SLED results ($(date '+%Y-%m-%d'))"; echo; for r in "${results[@]}"; do cat "${r}"; echo; done; } \
+            > "${sled_exp}/RESULTS.md.tmp"
+        mv "${sled_exp}/RESULTS.md.tmp" "${sled_exp}/RESULTS.md"
+        log "results: ${sled_exp}/RESULTS.md"
+        cat "${sled_exp}/RESULTS.md" >&2
+    fi
+fi
+
+# ============================================================================ stage 9
+if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+    begin_stage 9 "packing"
+    for exp in "${sled_exp}" "${streaming_exp}"; do
+        [ -f "${exp}/${inference_model}" ] || { [ "${exp}" = "${streaming_exp}" ] && continue; }
+        require_file "${exp}/${inference_model}" "Train the model first (stage 5)."
+        name=${pack_name:-$(basename "${exp}")_${inference_model%.pth}}
+        [ "${exp}" = "${streaming_exp}" ] && [ -n "${pack_name}" ] && name=${pack_name}_streaming
+        zip=${exp}/${name}.zip
+        if [ ! -f "${zip}" ]; then
+            pack_opts=()
+            [ "${token_type}" = bpe ] && pack_opts+=(--option "${bpemodel}")
+            [ -d "${exp}/images" ] && pack_opts+=(--option "${exp}/images")
+            [ -f "${sled_exp}/RESULTS.md" ] && pack_opts+=(--option "${sled_exp}/RESULTS.md")
+            run ${python} -m espnet2.bin.pack tts \
+                --train_config "${exp}/config.yaml" \
+                --model_file "${exp}/${inference_model}" \
+                "${pack_opts[@]}" \
+                --outpath "${exp}/${name}.tmp.zip"
+            run mv "${exp}/${name}.tmp.zip" "${zip}"
+        fi
+        run ${python} local/check_pack.py --text "${pack_check_text}" --output "${exp}/${name}.check.wav" "${zip}"
+    done
+fi
+
+log "stages ${stage}..${stop_stage} done"
