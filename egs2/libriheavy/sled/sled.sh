@@ -157,6 +157,13 @@ run() {  # run CMD ARGS...: record the command in the stage script, then run it
     { printf '%q ' "$@"; echo; } >> "${stage_script}"
     "$@"
 }
+run_to() {  # run_to FILE CMD ARGS...: like run, with stdout written to FILE (via FILE.tmp)
+    local out=$1
+    shift
+    { printf '%q ' "$@"; printf '> %q\n' "${out}"; } >> "${stage_script}"
+    "$@" > "${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}
 note() { echo "# $*" >> "${stage_script}"; }
 
 count_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
@@ -239,8 +246,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         # keys with both text and latents
         for pair in "train:${train_set}" "valid:${valid_set}"; do
             name=${pair%%:*}; s=${pair#*:}
-            run utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text" --output "${logdir}/${name}.keys" 2>/dev/null \
-                || utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text" > "${logdir}/${name}.keys"
+            run_to "${logdir}/${name}.keys" utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text"
         done
         _nj=$(min "${nj}" "$(count_lines "${logdir}/train.keys")" "$(count_lines "${logdir}/valid.keys")")
         split_args_train=""; split_args_valid=""
@@ -395,9 +401,9 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 fi
                 set_opts+=(--prompt_mode "${mode}" --prompt_wav_scp "${out}/prompts/prompt_wav.scp")
                 [ "${mode}" = clone ] && set_opts+=(--prompt_text "${out}/prompts/prompt_text")
-                cut -d' ' -f1 "${out}/prompts/prompt_wav.scp" > "${keys}"
+                run_to "${keys}" cut -d' ' -f1 "${out}/prompts/prompt_wav.scp"
             else
-                cut -d' ' -f1 "data/${s}/text" > "${keys}"
+                run_to "${keys}" cut -d' ' -f1 "data/${s}/text"
             fi
             n_utt=$(count_lines "${keys}")
             if [ -f "${out}/wav.scp" ] && [ "$(count_lines "${out}/wav.scp")" -eq "${n_utt}" ]; then

@@ -2,7 +2,7 @@
 """Drop utterances whose text tokens + latent frames exceed the model's position limit.
 
     filter_by_length.py --max_positions 2048 --extra_positions 2 \
-        TEXT_SHAPE SPEECH_SHAPE OUT_TEXT_SHAPE OUT_SPEECH_SHAPE
+        [--append_vocab_size V] TEXT_SHAPE SPEECH_SHAPE OUT_TEXT_SHAPE OUT_SPEECH_SHAPE
 
 Shape files are ESPnet ``key dim1,dim2,...`` lines (collect_stats writes them); the
 first number is the length. An utterance is kept iff
@@ -39,6 +39,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max_positions", type=int, required=True)
     parser.add_argument("--extra_positions", type=int, default=2)
+    parser.add_argument("--append_vocab_size", type=int, default=None,
+                        help="append ',N' to each text shape (ESPnet's numel batching reads it)")
     parser.add_argument("text_shape")
     parser.add_argument("speech_shape")
     parser.add_argument("out_text_shape")
@@ -60,7 +62,10 @@ def main():
     if not kept:
         sys.exit(f"filter_by_length: no utterance of {args.text_shape} fits in "
                  f"{args.max_positions} positions")
-    write(args.out_text_shape, [text[k][1] for k in kept])
+    text_lines = [text[k][1] for k in kept]
+    if args.append_vocab_size is not None:
+        text_lines = [f"{line.rstrip()},{args.append_vocab_size}\n" for line in text_lines]
+    write(args.out_text_shape, text_lines)
     write(args.out_speech_shape, [speech[k][1] for k in kept])
     print(f"filter_by_length: kept {len(kept)} of {len(text)} utterances; dropped {too_long} "
           f"longer than {args.max_positions} positions (text tokens + frames + "

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# SLED-TTS on LibriHeavy. Sets the data sets and configs, then runs ./sled.sh.
+#
+#   ./run.sh                                  full recipe (edit db.sh first)
+#   ./run.sh --mini true                      synthetic mini corpus, small model, CPU (~20 min)
+#   ./run.sh --mini true --stage 3 --stop_stage 4
+# Any sled.sh option may follow and overrides the settings below.
+set -euo pipefail
+
+mini=false
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --mini) mini=$2; shift 2 ;;
+        --mini=*) mini=${1#*=}; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+if [ "${mini}" != true ] && [ "${mini}" != false ]; then
+    echo "$0: --mini expects true or false, got '${mini}'" >&2
+    exit 1
+fi
+
+if [ "${mini}" = true ]; then
+    # flite/espeak-ng corpus written on the fly (local/make_mini_corpus.py); log-mel
+    # latents need no codec weights; everything runs on CPU with 2 jobs.
+    opts=(
+        --local_data_opts "--mini true"
+        --train_set mini_train
+        --valid_set mini_dev
+        --test_sets mini_test
+        --optional_test_sets librivox_test
+        --latent mel
+        --latent_weights random
+        --nj 2
+        --inference_nj 2
+        --ngpu 0
+        --nbpe 256
+        --train_config conf/tuning/train_sled_small.yaml
+        --streaming_config conf/tuning/train_sled_streaming_small.yaml
+        --decode_modes "offline streaming clone continuation"
+        --inference_args "--max_frames 600"
+    )
+else
+    # LibriHeavy (cased + punctuated manifests), Encodec 24 kHz latents at 75 Hz.
+    # For the whole corpus prepare small/medium/large and train on their union.
+    opts=(
+        --train_set small
+        --valid_set dev
+        --test_sets "test_clean test_other"
+        --latent encodec
+        --latent_weights downloads/encodec_24khz-d7cc33bc.th
+        --nj 32
+        --inference_nj 8
+        --ngpu 1
+        --nbpe 5000
+        --train_config conf/tuning/train_sled.yaml
+        --streaming_config conf/tuning/train_sled_streaming.yaml
+        --decode_modes "offline streaming clone continuation"
+    )
+fi
+
+./sled.sh "${opts[@]}" "${args[@]}"
