@@ -33,7 +33,7 @@ _SUFFIXES = [  # (key suffix, parameter it contributes to)
 
 
 def group_section(state: Dict[str, torch.Tensor], prefix: str) -> Groups:
-    """Tensors under ``prefix`` grouped per module, in first-appearance order, weight norm folded."""
+    """Tensors under ``prefix`` grouped per module, in network order, weight norm folded."""
     groups: "OrderedDict[str, Dict[str, torch.Tensor]]" = OrderedDict()
     for key, value in state.items():
         if not key.startswith(prefix):
@@ -49,7 +49,13 @@ def group_section(state: Dict[str, torch.Tensor], prefix: str) -> Groups:
         if "weight_g" in params:
             g, v = params.pop("weight_g"), params.pop("weight_v")
             params["weight"] = torch._weight_norm(v.float(), g.float(), 0)
-    return list(groups.items())
+    # module order, whatever the file's key order (safetensors sorts keys as strings):
+    # numeric path parts compare as numbers, and 'block' < 'shortcut' as in the network
+    return sorted(groups.items(), key=lambda item: _natural_key(item[0]))
+
+
+def _natural_key(name: str) -> Tuple:
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in name.split("."))
 
 
 def codebooks_from(state: Dict[str, torch.Tensor], count: int, source: str) -> torch.Tensor:
