@@ -86,6 +86,45 @@ class SLEDText2Speech(Text2Speech):
         audio = audio[None] if audio.dim() == 1 else audio
         return latent.encode(audio[None] if audio.dim() == 2 else audio, sample_rate)[0].to(self.device)
 
+    def stream(
+        self,
+        voice_prompt: Union[str, Path, np.ndarray, torch.Tensor, None] = None,
+        prompt_text: Optional[str] = None,
+        prompt_sample_rate: Optional[int] = None,
+        noise=None,
+        allow_early_stop: bool = True,
+        **options,
+    ):
+        """Start a ``StreamingSession``: ``push_text`` any number of times, then ``end_text``.
+
+        voice_prompt: audio path / samples (or latents ``[P, D]`` as a tensor with
+        ``prompt_sample_rate=None``); its transcript ``prompt_text`` is read first.
+        """
+        from espnet2_sled.streaming import StreamingSession
+
+        cfg = dict(self.decode_conf)
+        cfg.update({k: v for k, v in options.items() if v is not None})
+        unknown = set(cfg) - set(DECODE_OPTIONS) - {"use_teacher_forcing"}
+        if unknown:
+            raise TypeError(f"unknown SLED decoding option(s) {sorted(unknown)}; known: {DECODE_OPTIONS}")
+        opts = self.tts.decode_options(**{k: cfg.get(k) for k in ("cfg_scale", "stop_threshold", "keep_stop_frame")})
+        if noise is None and cfg.get("seed") is not None:
+            noise = torch.Generator(device=self.device).manual_seed(int(cfg["seed"]))
+        prompt_latents = None
+        if voice_prompt is not None:
+            if not prompt_text or not prompt_text.strip():
+                raise ValueError("prompt_text is empty: a voice prompt needs its transcript")
+            is_latents = isinstance(voice_prompt, torch.Tensor) and prompt_sample_rate is None and voice_prompt.dim() == 2
+            prompt_latents = voice_prompt if is_latents else self.encode_prompt(voice_prompt, prompt_sample_rate)
+        with torch.no_grad():
+            session = StreamingSession(
+                self.tts, lambda text: self.tokenize(text).tolist(), opts["cfg_scale"], opts["stop_threshold"],
+                opts["keep_stop_frame"], cfg.get("max_frames"), noise, prompt_latents, allow_early_stop,
+            )
+        if prompt_latents is not None:
+            session.push_text(prompt_text.strip() + " ")  # read lazily, with the first text
+        return session
+
     @torch.no_grad()
     def __call__(
         self,

@@ -20,12 +20,17 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """``[S]`` at ``orig_rate`` -> ``[round(S * target / orig)]`` at ``target_rate`` (soxr_hq)."""
+    """``[S]`` at ``orig_rate`` -> ``[round(S * target / orig)]`` at ``target_rate`` (soxr_hq).
+
+    The length is computed in integers: librosa's float ratio makes 1 s at 44.1 kHz come
+    out as 24001 samples (one frame too many); the spare sample is dropped."""
     if orig_rate == target_rate:
         return audio
     import librosa
 
-    return librosa.resample(audio, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq")
+    length = (len(audio) * target_rate + orig_rate // 2) // orig_rate
+    out = librosa.resample(audio, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq")
+    return out[:length] if len(out) >= length else np.pad(out, (0, length - len(out)))
 
 
 def load_audio(path: str, target_rate: int = 24000, start: Optional[float] = None,
