@@ -1,13 +1,10 @@
 #!/usr/bin/env python3
-"""Decode with SLED: ``SLEDText2Speech`` (Python API) and the ``sled_inference`` CLI.
+"""``python -m espnet2_sled.bin.sled_inference``: ESPnet-style decoding of a data dir with SLED.
 
-ESPnet's ``Text2Speech`` forwards only a few options to model classes it does not know,
-so SLED's (cfg_scale, stop_threshold, max_frames, seed, ...) would be dropped silently.
-This subclass carries them, adds voice prompts, and ``from_pretrained`` returns itself.
-
-    >>> from espnet2_sled.bin.sled_inference import SLEDText2Speech
-    >>> tts = SLEDText2Speech.from_pretrained("exp/sled/sled.zip", cfg_scale=2.0)
-    >>> out = tts("Hello there.", seed=0)      # {"feat_gen": [T, D], "wav": [T * 320]}
+Same inputs and outputs as ``espnet2.bin.tts_inference`` (``wav/``, ``norm/feats.scp``,
+``speech_shape``) plus ``timing.jsonl`` (compute seconds, RTF, time to first audio), and
+SLED's options. Modes: batched offline (default), ``--streaming true``, voice cloning
+(``--prompt_wav_scp`` + ``--prompt_text``) and ``--continuation_seconds 3``.
 """
 
 import argparse
@@ -16,154 +13,19 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence
 
+import kaldiio
 import numpy as np
 import soundfile as sf
 import torch
-from espnet2.bin.tts_inference import Text2Speech
 from espnet2.fileio.npy_scp import NpyScpWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
+from tqdm import tqdm
 
 from espnet2_sled.tasks.sled import SLEDTask
-
-DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame")
-
-
-class SLEDText2Speech(Text2Speech):
-    def __init__(
-        self,
-        train_config: Union[Path, str, None] = None,
-        model_file: Union[Path, str, None] = None,
-        cfg_scale: Optional[float] = None,
-        stop_threshold: Optional[float] = None,
-        max_frames: Optional[int] = None,
-        seed: Optional[int] = None,
-        keep_stop_frame: Optional[bool] = None,
-        use_teacher_forcing: bool = False,
-        device: str = "cpu",
-        dtype: str = "float32",
-        **kwargs,
-    ):
-        super().__init__(train_config, model_file, use_teacher_forcing=use_teacher_forcing, device=device, dtype=dtype, **kwargs)
-        if type(self.tts).__name__ != "SLED":
-            raise ValueError(f"{train_config} holds a '{type(self.tts).__name__}' model, not tts: sled")
-        self.decode_conf.update(
-            {k: v for k, v in dict(
-                cfg_scale=cfg_scale, stop_threshold=stop_threshold, max_frames=max_frames,
-                seed=seed, keep_stop_frame=keep_stop_frame,
-            ).items() if v is not None}
-        )
-
-    @classmethod
-    def from_pretrained(cls, model_tag: Optional[str] = None, cachedir: Optional[str] = None, **kwargs):
-        """model_tag: a packed ``.zip`` (``espnet2.bin.pack``), an HF repo id, or a model-zoo name."""
-        if model_tag is not None:
-            from espnet_model_zoo.downloader import ModelDownloader
-
-            kwargs.update(ModelDownloader(cachedir).download_and_unpack(model_tag))
-        return cls(**kwargs)
-
-    def tokenize(self, text: str) -> torch.Tensor:
-        ids = self.preprocess_fn("<input>", dict(text=text))["text"]
-        return torch.as_tensor(ids, dtype=torch.long)
-
-    def encode_prompt(self, prompt_audio: Union[str, Path, np.ndarray, torch.Tensor], sample_rate: Optional[int] = None) -> torch.Tensor:
-        """Prompt audio (a path, or samples at ``sample_rate``) -> latents ``[P, D]``."""
-        latent = self.tts.latent_space
-        if latent is None:
-            raise ValueError("this model has no latent space (tts_conf.latent); pass prompt_latents instead of audio")
-        if isinstance(prompt_audio, (str, Path)):
-            path = Path(prompt_audio)
-            if not path.is_file():
-                raise FileNotFoundError(f"prompt audio '{path}' does not exist")
-            audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-            prompt_audio = audio.T  # [C, S]
-        elif sample_rate is None:
-            raise ValueError("pass sample_rate with prompt audio given as samples")
-        audio = torch.as_tensor(np.asarray(prompt_audio), dtype=torch.float32)
-        audio = audio[None] if audio.dim() == 1 else audio
-        return latent.encode(audio[None] if audio.dim() == 2 else audio, sample_rate)[0].to(self.device)
-
-    def stream(
-        self,
-        voice_prompt: Union[str, Path, np.ndarray, torch.Tensor, None] = None,
-        prompt_text: Optional[str] = None,
-        prompt_sample_rate: Optional[int] = None,
-        noise=None,
-        allow_early_stop: bool = True,
-        **options,
-    ):
-        """Start a ``StreamingSession``: ``push_text`` any number of times, then ``end_text``.
-
-        voice_prompt: audio path / samples (or latents ``[P, D]`` as a tensor with
-        ``prompt_sample_rate=None``); its transcript ``prompt_text`` is read first.
-        """
-        from espnet2_sled.streaming import StreamingSession
-
-        cfg = dict(self.decode_conf)
-        cfg.update({k: v for k, v in options.items() if v is not None})
-        unknown = set(cfg) - set(DECODE_OPTIONS) - {"use_teacher_forcing"}
-        if unknown:
-            raise TypeError(f"unknown SLED decoding option(s) {sorted(unknown)}; known: {DECODE_OPTIONS}")
-        opts = self.tts.decode_options(**{k: cfg.get(k) for k in ("cfg_scale", "stop_threshold", "keep_stop_frame")})
-        if noise is None and cfg.get("seed") is not None:
-            noise = torch.Generator(device=self.device).manual_seed(int(cfg["seed"]))
-        prompt_latents = None
-        if voice_prompt is not None:
-            if not prompt_text or not prompt_text.strip():
-                raise ValueError("prompt_text is empty: a voice prompt needs its transcript")
-            is_latents = isinstance(voice_prompt, torch.Tensor) and prompt_sample_rate is None and voice_prompt.dim() == 2
-            prompt_latents = voice_prompt if is_latents else self.encode_prompt(voice_prompt, prompt_sample_rate)
-        with torch.no_grad():
-            session = StreamingSession(
-                self.tts, lambda text: self.tokenize(text).tolist(), opts["cfg_scale"], opts["stop_threshold"],
-                opts["keep_stop_frame"], cfg.get("max_frames"), noise, prompt_latents, allow_early_stop,
-            )
-        if prompt_latents is not None:
-            session.push_text(prompt_text.strip() + " ")  # read lazily, with the first text
-        return session
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        text: Union[str, torch.Tensor, np.ndarray],
-        prompt_text: Optional[str] = None,
-        prompt_audio: Union[str, Path, np.ndarray, torch.Tensor, None] = None,
-        prompt_sample_rate: Optional[int] = None,
-        prompt_latents: Optional[torch.Tensor] = None,
-        speech: Optional[torch.Tensor] = None,
-        decode_conf: Optional[Dict[str, Any]] = None,
-        noise=None,
-        **options,
-    ) -> Dict[str, torch.Tensor]:
-        """text -> dict(feat_gen ``[T, D]``, wav ``[T * hop]``, stop_probs ``[T]``).
-
-        Voice cloning: ``prompt_text`` + ``prompt_audio`` (or ``prompt_latents [P, D]``);
-        the model reads ``<s> prompt_text text </s>`` followed by the prompt frames.
-        """
-        cfg = dict(self.decode_conf)
-        cfg.update(decode_conf or {})
-        cfg.update({k: v for k, v in options.items() if v is not None})
-        unknown = set(cfg) - set(DECODE_OPTIONS) - {"use_teacher_forcing"}
-        if unknown:
-            raise TypeError(f"unknown SLED decoding option(s) {sorted(unknown)}; known: {DECODE_OPTIONS}")
-        if prompt_audio is not None:
-            prompt_latents = self.encode_prompt(prompt_audio, prompt_sample_rate)
-        if prompt_latents is not None:
-            if not prompt_text or not prompt_text.strip():
-                raise ValueError("prompt_text is empty: voice cloning needs the transcript of the prompt audio")
-            if not isinstance(text, str):
-                raise ValueError("with a voice prompt, give the text as a string (it is joined to prompt_text)")
-            text = prompt_text.strip() + " " + text
-        if isinstance(text, str):
-            if not text.strip():
-                raise ValueError("text is empty")
-            text = self.tokenize(text)
-        text = torch.as_tensor(text, dtype=torch.long).to(self.device)
-        feats = None if speech is None else torch.as_tensor(speech).to(self.device)
-        return self.tts.inference(text, feats=feats, prompt_latents=prompt_latents, noise=noise, **cfg)
+from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech  # noqa: F401 (re-exported)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -176,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ngpu", type=int, default=0)
     parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
     parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument("--batch_size", type=int, default=1, help="utterances decoded together (padded)")
+    parser.add_argument("--batch_size", type=int, default=1, help="utterances decoded together (offline mode)")
     group = parser.add_argument_group("Input data")
     group.add_argument("--data_path_and_name_and_type", type=str2triple_str, required=True, action="append")
     group.add_argument("--key_file", type=str_or_none)
@@ -186,56 +48,184 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--model_tag", type=str_or_none, help="packed zip / model zoo tag instead of the two above")
     group = parser.add_argument_group("SLED decoding")
     group.add_argument("--cfg_scale", type=float, default=None, help="guidance scale (model default 2.0; 1 = off)")
-    group.add_argument("--stop_threshold", type=float, default=None, help="stop when p(stop) >= this (default 0.8)")
+    group.add_argument("--stop_threshold", type=float, default=None, help="stop when p(stop) >= this (model default)")
     group.add_argument("--max_frames", type=int, default=None, help="cap on generated frames per utterance")
-    group.add_argument("--seed", type=int, default=0, help="noise seed; each utterance uses seed + its index")
+    group.add_argument("--seed", type=int, default=0, help="noise seed; utterance i uses seed + i")
     group.add_argument("--keep_stop_frame", type=str2bool, default=None)
-    group.add_argument("--use_teacher_forcing", type=str2bool, default=False, help="resynthesise the 'speech' input latents")
+    group.add_argument("--use_teacher_forcing", type=str2bool, default=False, help="resynthesise the 'speech' latents")
+    group = parser.add_argument_group("Streaming")
+    group.add_argument("--streaming", type=str2bool, default=False, help="decode through a StreamingSession")
+    group.add_argument("--stream_text_by", default="whole", choices=["whole", "word", "char"],
+                       help="how the text is pushed into the session (simulates an incremental source)")
+    group = parser.add_argument_group("Voice prompts")
+    group.add_argument("--prompt_wav_scp", type=str_or_none, help="key -> prompt audio path (voice cloning)")
+    group.add_argument("--prompt_text", type=str_or_none, help="key -> transcript of the prompt audio")
+    group.add_argument("--continuation_seconds", type=float, default=None,
+                       help="continue each utterance from its own first N seconds ('speech' latents input)")
+    group.add_argument("--keep_prompt_audio", type=str2bool, default=False,
+                       help="continuation: keep the resynthesised prefix in the output wav (upstream eval does)")
     return parser
+
+
+class OutputWriter:
+    """wav/, norm/feats.scp (npy), speech_shape/, timing.jsonl under the output dir."""
+
+    def __init__(self, out: Path, fs: Optional[int]):
+        self.out, self.fs = out, fs
+        for sub in ("wav", "speech_shape"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        self.feats = NpyScpWriter(out / "norm", out / "norm/feats.scp")
+        self.shape = open(out / "speech_shape/speech_shape", "w")
+        self.timing = open(out / "timing.jsonl", "w")
+
+    def write(self, key: str, result: Dict[str, torch.Tensor], timing: Dict[str, Any]) -> None:
+        feat = result["feat_gen"].float().cpu().numpy()
+        self.feats[key] = feat
+        self.shape.write(f"{key} {','.join(map(str, feat.shape))}\n")
+        seconds = 0.0
+        if result.get("wav") is not None:
+            wav = result["wav"].float().cpu().numpy()
+            sf.write(self.out / "wav" / f"{key}.wav", wav, self.fs, "PCM_16")
+            seconds = len(wav) / self.fs
+        record = dict(utt_id=key, frames=int(feat.shape[0]), audio_seconds=seconds, **timing)
+        if seconds > 0:
+            record["rtf"] = record["compute_seconds"] / seconds
+        self.timing.write(json.dumps(record) + "\n")
+        self.timing.flush()
+        logging.info(f"{key}: {feat.shape[0]} frames, {timing['compute_seconds']:.2f} s")
+
+    def close(self) -> None:
+        self.feats.close()
+        self.shape.close()
+        self.timing.close()
+        with open(self.out / "wav/wav.scp", "w") as f:
+            for w in sorted((self.out / "wav").glob("*.wav")):
+                f.write(f"{w.stem} {w.resolve()}\n")
+
+
+def read_table(path: str, what: str) -> Dict[str, str]:
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if not parts:
+                continue
+            table[parts[0]] = parts[1] if len(parts) > 1 else ""
+    if not table:
+        raise ValueError(f"{what} '{path}' is empty")
+    return table
 
 
 def inference(args: argparse.Namespace) -> None:
     device = "cuda" if args.ngpu > 0 else "cpu"
-    t2s_kwargs = dict(
-        train_config=args.train_config, model_file=args.model_file, cfg_scale=args.cfg_scale,
+    t2s = SLEDText2Speech.from_pretrained(
+        args.model_tag, train_config=args.train_config, model_file=args.model_file, cfg_scale=args.cfg_scale,
         stop_threshold=args.stop_threshold, max_frames=args.max_frames, keep_stop_frame=args.keep_stop_frame,
         use_teacher_forcing=args.use_teacher_forcing, device=device, dtype=args.dtype,
     )
-    t2s = SLEDText2Speech.from_pretrained(args.model_tag, **t2s_kwargs)
+    inputs = {name: (path, kind) for path, name, kind in args.data_path_and_name_and_type}
+    if "text" not in inputs:
+        raise ValueError("give the text: --data_path_and_name_and_type data/<set>/text,text,text")
+    if (args.use_teacher_forcing or args.continuation_seconds) and "speech" not in inputs:
+        raise ValueError("this mode needs latents: --data_path_and_name_and_type dump/.../feats.scp,speech,kaldi_ark")
+    writer = OutputWriter(Path(args.output_dir), t2s.fs)
+    try:
+        if args.streaming or args.prompt_wav_scp or args.continuation_seconds:
+            decode_one_by_one(t2s, inputs, writer, args)
+        else:
+            decode_batches(t2s, writer, args)
+    finally:
+        writer.close()
+
+
+def decode_one_by_one(t2s: SLEDText2Speech, inputs, writer: OutputWriter, args) -> None:
+    texts = read_table(inputs["text"][0], "text file")
+    keys = list(read_table(args.key_file, "key file")) if args.key_file else sorted(texts)
+    prompts = read_table(args.prompt_wav_scp, "prompt wav.scp") if args.prompt_wav_scp else None
+    prompt_texts = read_table(args.prompt_text, "prompt text file") if args.prompt_text else None
+    if prompts is not None and prompt_texts is None:
+        raise ValueError("--prompt_wav_scp needs --prompt_text (the transcripts of the prompts)")
+    latents = kaldiio.load_scp(inputs["speech"][0]) if "speech" in inputs else None
+    for index, key in enumerate(tqdm(keys, desc="decoding", unit="utt")):
+        if key not in texts:
+            raise KeyError(f"utterance '{key}' has no text in {inputs['text'][0]}")
+        seed = args.seed + index
+        prompt_kwargs: Dict[str, Any] = {}
+        if prompts is not None:
+            if key not in prompts or key not in prompt_texts:
+                raise KeyError(f"utterance '{key}' has no prompt in {args.prompt_wav_scp} / {args.prompt_text}")
+            prompt_kwargs = dict(prompt_audio=prompts[key], prompt_text=prompt_texts[key])
+        start = time.perf_counter()
+        if args.streaming:
+            result, timing = decode_streaming(t2s, texts[key], prompt_kwargs, seed, args.stream_text_by)
+        elif args.continuation_seconds:
+            result, timing = decode_continuation(t2s, texts[key], latents[key], seed, args)
+        else:
+            result = t2s(texts[key], seed=seed, **prompt_kwargs)
+            timing = dict(compute_seconds=time.perf_counter() - start)
+        writer.write(key, result, timing)
+
+
+def decode_streaming(t2s: SLEDText2Speech, text: str, prompt_kwargs, seed: int, push_by: str):
+    prompt = {}
+    if prompt_kwargs:
+        prompt = dict(voice_prompt=prompt_kwargs["prompt_audio"], prompt_text=prompt_kwargs["prompt_text"])
+    start = time.perf_counter()
+    session = t2s.stream(seed=seed, **prompt)
+    pieces = [text] if push_by == "whole" else (list(text) if push_by == "char" else [w + " " for w in text.split()])
+    chunks = []
+    for piece in pieces:
+        chunks += list(session.push_text(piece))
+    chunks += list(session.end_text())
+    total = time.perf_counter() - start
+    session.close()
+    frames = torch.cat([c.frames for c in chunks]) if chunks else torch.zeros(0, t2s.tts.odim)
+    result = dict(feat_gen=frames)
+    if chunks and chunks[0].audio is not None:
+        result["wav"] = torch.cat([c.audio for c in chunks])
+    timing = dict(
+        compute_seconds=total,
+        first_audio_seconds=chunks[0].elapsed_seconds if chunks else None,
+        chunk_compute_seconds=[round(c.compute_seconds, 5) for c in chunks],
+        stopped_early=session.stopped_early,
+    )
+    return result, timing
+
+
+def decode_continuation(t2s: SLEDText2Speech, text: str, latents: np.ndarray, seed: int, args):
+    tts = t2s.tts
+    frames = int(round(args.continuation_seconds * tts.latent_frame_rate))
+    prefix = torch.as_tensor(latents[:frames], dtype=torch.float32, device=t2s.device)
+    start = time.perf_counter()
+    # The text is the utterance's full transcript; the prefix is its own first seconds.
+    ids = t2s.tokenize(text).to(t2s.device)
+    result = tts.inference(ids, prompt_latents=prefix, seed=seed, decode_wav=False,
+                           **{k: v for k, v in t2s.decode_conf.items() if k != "seed"})
+    if tts.latent_space is not None:
+        if args.keep_prompt_audio:
+            result["wav"] = tts.latent_space.decode(torch.cat([prefix, result["feat_gen"]])[None])[0]
+        else:
+            result["wav"] = tts.frames_to_wav(result["feat_gen"], prefix)
+    return result, dict(compute_seconds=time.perf_counter() - start)
+
+
+def decode_batches(t2s: SLEDText2Speech, writer: OutputWriter, args) -> None:
     names = [name for _, name, _ in args.data_path_and_name_and_type]
     if args.use_teacher_forcing and "speech" not in names:
-        raise ValueError("--use_teacher_forcing needs a 'speech' input (--data_path_and_name_and_type feats.scp,speech,kaldi_ark)")
+        raise ValueError("--use_teacher_forcing needs a 'speech' input")
     loader = SLEDTask.build_streaming_iterator(
         args.data_path_and_name_and_type, dtype=args.dtype, batch_size=args.batch_size, key_file=args.key_file,
         num_workers=args.num_workers, preprocess_fn=SLEDTask.build_preprocess_fn(t2s.train_args, False),
         collate_fn=SLEDTask.build_collate_fn(t2s.train_args, False), allow_variable_data_keys=False, inference=True,
     )
-    out = Path(args.output_dir)
-    (out / "wav").mkdir(parents=True, exist_ok=True)
-    (out / "speech_shape").mkdir(parents=True, exist_ok=True)
-    feats_writer = NpyScpWriter(out / "norm", out / "norm/feats.scp")
     index = 0
-    with feats_writer, open(out / "speech_shape/speech_shape", "w") as shape_f, open(out / "timing.jsonl", "w") as timing_f:
-        for keys, batch in loader:
-            start = time.perf_counter()
-            results = decode_batch(t2s, keys, batch, args, index)
-            elapsed = (time.perf_counter() - start) / len(keys)
-            for key, result in zip(keys, results):
-                feat = result["feat_gen"].float().cpu().numpy()
-                feats_writer[key] = feat
-                shape_f.write(f"{key} {','.join(map(str, feat.shape))}\n")
-                seconds = 0.0
-                if "wav" in result:
-                    wav = result["wav"].float().cpu().numpy()
-                    sf.write(out / "wav" / f"{key}.wav", wav, t2s.fs, "PCM_16")
-                    seconds = len(wav) / t2s.fs
-                timing_f.write(json.dumps(dict(utt_id=key, frames=int(feat.shape[0]), audio_seconds=seconds, compute_seconds=elapsed)) + "\n")
-                logging.info(f"{key}: {feat.shape[0]} frames, {elapsed:.2f} s")
-            index += len(keys)
-    wavs = sorted((out / "wav").glob("*.wav"))
-    with open(out / "wav/wav.scp", "w") as f:
-        for w in wavs:
-            f.write(f"{w.stem} {w.resolve()}\n")
+    for keys, batch in tqdm(loader, desc="decoding", unit="batch"):
+        start = time.perf_counter()
+        results = decode_batch(t2s, keys, batch, args, index)
+        per_utt = (time.perf_counter() - start) / len(keys)
+        for key, result in zip(keys, results):
+            writer.write(key, result, dict(compute_seconds=per_utt, batch_size=len(keys)))
+        index += len(keys)
 
 
 def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, torch.Tensor], args, index: int):
@@ -256,7 +246,7 @@ def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, tor
     results = []
     for b in range(len(keys)):
         frames = gen.frames[b, : int(gen.lengths[b])]
-        results.append(tts.outputs_for(frames, None, True))
+        results.append(tts.outputs_for(frames))
     return results
 
 

@@ -103,6 +103,11 @@ class SLED(AbsTTS):
     def fs(self) -> Optional[int]:
         return None if self.latent_space is None else self.latent_space.sample_rate
 
+    @property
+    def latent_frame_rate(self) -> float:
+        """Frames per second of the latents (75 for every shipped latent space)."""
+        return 75.0 if self.latent_space is None else self.latent_space.frame_rate
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.latent_space is not None:
