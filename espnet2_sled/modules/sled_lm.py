@@ -93,8 +93,9 @@ class SLEDLM(nn.Module):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``.
 
-        noise ``[M, F, noise_dim]`` with F = number of real frames in (b, t) order, or None.
-        Returns (loss, stats).
+        noise ``[M, F, noise_dim]`` with F = number of real frames in (b, t) order, or the
+        whole padded grid ``[M, B, T, noise_dim]`` (upstream draws noise for every slot and
+        masks afterwards), or None. Returns (loss, stats).
         """
         layout = build_layout(text_lengths, frame_lengths, layout_kind, tokens_per_chunk, frames_per_chunk, text_dropout)
         h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id)  # [B, L, dim]
@@ -103,6 +104,8 @@ class SLEDLM(nn.Module):
 
         z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))[frame_mask]  # [F, dim]
         target = frames[frame_mask]  # [F, D]
+        if noise is not None and noise.dim() == 4:  # padded grid [M, B, >=T, noise_dim]
+            noise = noise[:, :, :T][:, frame_mask]
         if noise is None:
             noise = torch.randn(energy_samples, z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype)
         samples = self.generator(z[None].expand(noise.shape[0], -1, -1), noise.to(z.dtype))  # [M, F, D]

@@ -12,6 +12,12 @@ import numpy as np
 import espnet2_sled  # noqa: F401  (registers tts: sled, also in spawned workers)
 from espnet2.tasks.tts import TTSTask
 
+from espnet2_sled.upstream.tokenizer import BYTE_BPE, install_token_type
+
+# token_type byte_bpe (the released checkpoints' RoBERTa BPE): ESPnet's Text2Speech builds
+# its preprocessor through TTSTask, so the token type is made known where ESPnet looks it up.
+install_token_type()
+
 
 class SLEDInputCheck:
     """Wraps ESPnet's preprocessor; rejects bad utterances by name at load time."""
@@ -47,6 +53,14 @@ class SLEDInputCheck:
 
 
 class SLEDTask(TTSTask):
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        for action in parser._actions:
+            if action.dest == "token_type" and action.choices is not None and BYTE_BPE not in action.choices:
+                action.choices = [*action.choices, BYTE_BPE]
+                action.help += f"; {BYTE_BPE}: byte-level BPE from the tokenizer.json given as --bpemodel"
+
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         inner = super().build_preprocess_fn(args, train)
