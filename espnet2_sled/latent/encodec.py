@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
+import torch.nn.functional as F
 
 from .audio import as_batch
 from .base import LatentSpace, StreamingLatentDecoder
@@ -46,6 +47,10 @@ class EncodecLatent(LatentSpace):
     sample_rate = 24000
     hop_length = 320
     latent_dim = 128
+    # The encoder's last convolution (kernel 7, at 75 Hz) reflect-pads its start with frames
+    # 1..6, so an utterance of fewer than 7 frames sees whatever follows it: encode such
+    # utterances alone (extract_latents does) to get batch-independent latents.
+    min_batch_frames = 7
 
     def __init__(self, weights: Union[str, Path, None] = None, num_codebooks: int = 8,
                  decoder_padding: str = "replicate"):
@@ -87,6 +92,9 @@ class EncodecLatent(LatentSpace):
         """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` -> RVQ codes ``LongTensor [B, K, T]``."""
         self._check_ready()
         audio = as_batch(audio, sample_rate or self.sample_rate, self.sample_rate)
+        # zero-pad to whole frames, as upstream's batched feature extractor effectively did:
+        # the causal encoder then gives each utterance the same latents alone or in a batch
+        audio = F.pad(audio, (0, -audio.shape[-1] % self.hop_length))
         with torch.autocast(audio.device.type, enabled=False), torch.no_grad():
             latent = self.encoder(audio[:, None]).transpose(1, 2)
             return self.quantizer.encode(latent)
@@ -94,7 +102,8 @@ class EncodecLatent(LatentSpace):
     def encode(self, audio: torch.Tensor, sample_rate: Optional[int] = None) -> torch.Tensor:
         """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` at ``sample_rate`` (default 24000; other
         rates are resampled, channels averaged) -> latents ``[B, ceil(S'/320), 128]`` fp32,
-        computed in fp32 even inside an autocast region."""
+        computed in fp32 even inside an autocast region. The audio is zero-padded to whole
+        frames first, so a batch of zero-padded utterances equals encoding each alone."""
         codes = self.encode_codes(audio, sample_rate)
         with torch.autocast(codes.device.type, enabled=False), torch.no_grad():
             return self.quantizer.decode(codes)
