@@ -82,7 +82,8 @@ class ByteLevelBPETokenizer(AbsTokenizer):
     """ESPnet tokenizer over a ``tokenizer.json``; ``text2tokens`` gives byte-level pieces."""
 
     def __init__(self, model: Union[Path, str]):
-        self.model = str(model)
+        # Resolved now: the file is read lazily, possibly after the caller changed directory.
+        self.model = str(Path(model).expanduser().resolve())
         self._tokenizer = None  # built lazily: data-loader workers get a cheap pickle
 
     def __repr__(self):
