@@ -238,3 +238,21 @@ def test_from_pretrained_in_a_fresh_process(encodec_exp, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_export_writes_a_folder_that_imports_to_the_same_model(tmp_path):
+    from espnet2_sled.upstream.export import export_checkpoint
+
+    config, state = write_checkpoint(tmp_path / "src", streaming=True)
+    first = import_checkpoint(tmp_path / "src", tmp_path / "exp", latent="none")
+    folder = export_checkpoint(first / "config.yaml", first / "model.pth", tmp_path / "exported")
+    exported_config = json.loads((folder / "config.json").read_text())
+    assert exported_config["stream_n"] == 3 and exported_config["vocab_size"] == config["vocab_size"]
+    assert json.loads((folder / "vocab.json").read_text()) == json.loads((tmp_path / "src/vocab.json").read_text())
+    second = import_checkpoint(folder, tmp_path / "exp2", latent="none")
+    a, b = (torch.load(d / "model.pth", map_location="cpu") for d in (first, second))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_yaml(first / "config.yaml")["tts_conf"] == load_yaml(second / "config.yaml")["tts_conf"]
+    roberta = RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    reference = RobertaTokenizer(str(tmp_path / "src/vocab.json"), str(tmp_path / "src/merges.txt"))
+    assert all(roberta(t)["input_ids"] == reference(t)["input_ids"] for t in TEXTS)

@@ -294,3 +294,54 @@ def test_offline_decoding_matches_upstream_for_given_noise(tmp_path):
     ref_frames1, _ = reference_decode(sd, config, texts, noise.double(), 1.0, steps)
     out1 = tts.generate_batch(text, text_lengths, max_frames=steps, noise=noise, cfg_scale=1.0, stop_threshold=2.0)
     torch.testing.assert_close(out1.frames.double(), ref_frames1, **TOL)
+
+
+def reference_stream_decode(sd, cfg, tokens, noise, cfg_scale, steps):
+    """Upstream's simulated streaming loop (§5.3), batch 1, by full recomputation: read
+    ``stream_n`` tokens (after the pending frame), write ``stream_m`` frames while text is
+    unread, then write until the cap; the unconditional context is ``[</s>, f_0, f_1, ...]``."""
+    n, m = cfg["stream_n"], cfg["stream_m"]
+
+    def last_hidden(items):
+        x = torch.stack([sd["model.embed_tokens.weight"][v] if kind == "t" else linear(sd, "z_proj", v) for kind, v in items])
+        L = len(items)
+        return backbone(sd, cfg, input_ln(sd, x[None]), torch.ones(1, L), torch.arange(L)[None])[0, -1]
+
+    cond, frames, probs, read = [], [], [], 0
+    while len(frames) < steps:
+        chunk = tokens[read : read + n]
+        cond += [("t", t) for t in chunk]
+        read += len(chunk)
+        writes = None if read == len(tokens) else m
+        while (writes is None or writes > 0) and len(frames) < steps:
+            h_c = last_hidden(cond)
+            h_u = last_hidden([("t", 2)] + [("f", f) for f in frames])
+            frame = generator(sd, cfg, h_u + cfg_scale * (h_c - h_u), noise[len(frames)])
+            probs.append(torch.sigmoid(h_c @ sd["eos_head.weight"].T)[0])
+            frames.append(frame)
+            cond.append(("f", frame))
+            writes = None if writes is None else writes - 1
+    return torch.stack(frames), torch.stack(probs)
+
+
+def test_streaming_decoding_matches_upstream_for_given_noise(tmp_path):
+    from espnet2_sled.streaming import StreamingSession
+
+    config, sd, tts = imported(tmp_path, True)
+    ids = torch.randint(4, config["vocab_size"], (8,), generator=torch.Generator().manual_seed(4)).tolist()
+    steps = 17  # turns: read 3 / write 4, three times, then the last token and writes to the cap
+    noise = torch.randn(1, steps, config["noise_channels"], generator=torch.Generator().manual_seed(6))
+    ref_frames, ref_probs = reference_stream_decode(sd, config, [0] + ids + [2], noise[0].double(), 2.0, steps)
+
+    def run(stop_threshold):
+        session = StreamingSession(tts, tokenize=lambda _: ids, cfg_scale=2.0, stop_threshold=stop_threshold,
+                                   max_frames=steps, noise=noise, decode_audio=False)
+        chunks = list(session.push_text("text")) + list(session.end_text())
+        return torch.cat([c.frames for c in chunks]) if chunks else torch.zeros(0, config["vae_embed_dim"])
+
+    torch.testing.assert_close(run(2.0).double(), ref_frames, **TOL)
+    # stop where upstream stops (the frame sampled at the stop step is dropped, as eval_stream.py does)
+    stop_step = int(ref_probs.argmax())
+    frames = run(float(ref_probs[stop_step]) - 1e-4)
+    assert frames.shape[0] == stop_step
+    torch.testing.assert_close(frames.double(), ref_frames[:stop_step], **TOL)
