@@ -39,6 +39,7 @@ if [ "${mini}" = true ]; then
         --train_config conf/tuning/train_sled_small.yaml
         --streaming_config conf/tuning/train_sled_streaming_small.yaml
         --decode_modes "offline streaming clone continuation"
+        --prompt_seconds 1.5
         --inference_args "--max_frames 600"
     )
 else

@@ -189,31 +189,32 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
 fi
 
 # ============================================================================ stage 2
-# Contract with espnet2_sled.bin.extract_latents (job J of N over data/<set>):
-#   --data_dir data/<set> --output_dir DIR --nj N --job J --latent X --weights W
-#   writes DIR/feats.J.{ark,scp} and DIR/speech_shape.J ("utt T,D"), skipping utterances
-#   already in DIR/feats.J.scp (resumable). The recipe merges the parts.
+# espnet2_sled.bin.extract_latents, job J of N: DIR/feats.J.{ark,scp} + speech_shape.J,
+# resumable (a restarted job skips what it already wrote); --merge true then writes
+# DIR/feats.scp and DIR/speech_shape (+ bad_utts with --skip_bad true in latent_opts).
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     begin_stage 2 "latent extraction (${latent})"
     _ngpu=0; [ "${gpu_latents}" = true ] && _ngpu=1
     for s in ${train_set} ${valid_set} ${all_test_sets}; do
         out=${latent_dir}/${s}
         n_utt=$(count_lines "data/${s}/text")
-        if [ -f "${out}/feats.scp" ] && [ "$(count_lines "${out}/feats.scp")" -eq "${n_utt}" ]; then
+        if [ -f "${out}/feats.scp" ] && \
+           [ $(( $(count_lines "${out}/feats.scp") + $(count_lines "${out}/bad_utts") )) -eq "${n_utt}" ]; then
             log "${out}/feats.scp is complete (${n_utt} utterances); skipping"
             continue
         fi
         _nj=$(min "${nj}" "${n_utt}")
         mkdir -p "${out}/log"
+        extract_opts=(--data_dir "data/${s}" --output_dir "${out}" --nj "${_nj}"
+                      --latent "${latent}" --weights "${latent_weights}")
         # shellcheck disable=SC2086
         run ${train_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/log/extract.JOB.log" \
-            ${python} -m espnet2_sled.bin.extract_latents \
-                --data_dir "data/${s}" --output_dir "${out}" \
-                --nj "${_nj}" --job JOB --ngpu "${_ngpu}" \
-                --latent "${latent}" --weights "${latent_weights}" ${latent_opts}
-        run local/merge_parts.sh "${out}" "${_nj}" feats.scp speech_shape
+            ${python} -m espnet2_sled.bin.extract_latents "${extract_opts[@]}" \
+                --job JOB --ngpu "${_ngpu}" ${latent_opts}
+        # shellcheck disable=SC2086
+        run ${python} -m espnet2_sled.bin.extract_latents "${extract_opts[@]}" --merge true ${latent_opts}
         got=$(count_lines "${out}/feats.scp")
-        [ "${got}" -eq "${n_utt}" ] || log "warning: ${out}/feats.scp has ${got} of ${n_utt} utterances (see ${out}/log)"
+        [ "${got}" -eq "${n_utt}" ] || log "warning: ${out}/feats.scp has ${got} of ${n_utt} utterances (see ${out}/bad_utts)"
     done
 fi
 
@@ -377,7 +378,21 @@ decode_dir() {  # decode_dir MODE -> model exp dir and output root for that mode
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     begin_stage 7 "decoding (${decode_modes})"
     _ngpu=0; [ "${gpu_inference}" = true ] && _ngpu=1
+    inference_help=""
+    cli_supports() {  # cli_supports --option: does sled_inference accept it? (help read once)
+        [ -n "${inference_help}" ] || inference_help=$(${python} -m espnet2_sled.bin.sled_inference --help 2>/dev/null || echo none)
+        grep -q -- "$1[ =,]" <<< "${inference_help}"
+    }
     for mode in ${decode_modes}; do
+        needed=""
+        case "${mode}" in
+            streaming) needed=--streaming ;; clone) needed=--prompt_wav_scp ;; continuation) needed=--continuation_seconds ;;
+        esac
+        if [ -n "${needed}" ] && ! cli_supports "${needed}"; then
+            log "warning: espnet2_sled.bin.sled_inference has no ${needed} option yet; skipping ${mode} decoding"
+            note "skipped ${mode}: sled_inference has no ${needed}"
+            continue
+        fi
         case "${mode}" in
             offline) exp=${sled_exp}; mode_opts=() ;;
             streaming)
@@ -393,14 +408,19 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             mkdir -p "${out}/logdir"
             set_opts=("${mode_opts[@]}")
             if [ "${mode}" = clone ] || [ "${mode}" = continuation ]; then
-                # prompts: clone = another utterance of the same speaker; continuation = the
-                # first ${prompt_seconds} s of the utterance itself (text = its full transcript)
+                # clone: the prompt is another utterance of the same speaker (audio + its
+                # transcript). continuation: the model continues the utterance's own first
+                # ${prompt_seconds} s (its latents); the prompt wavs are cut only for scoring.
                 if [ ! -f "${out}/prompts/prompt_wav.scp" ]; then
                     run ${python} local/make_prompts.py --mode "${mode}" --seconds "${prompt_seconds}" \
                         "data/${s}" "${out}/prompts"
                 fi
-                set_opts+=(--prompt_mode "${mode}" --prompt_wav_scp "${out}/prompts/prompt_wav.scp")
-                [ "${mode}" = clone ] && set_opts+=(--prompt_text "${out}/prompts/prompt_text")
+                if [ "${mode}" = clone ]; then
+                    set_opts+=(--prompt_wav_scp "${out}/prompts/prompt_wav.scp" --prompt_text "${out}/prompts/prompt_text")
+                else
+                    set_opts+=(--continuation_seconds "${prompt_seconds}"
+                               --data_path_and_name_and_type "${latent_dir}/${s}/feats.scp,speech,kaldi_ark")
+                fi
                 run_to "${keys}" cut -d' ' -f1 "${out}/prompts/prompt_wav.scp"
             else
                 run_to "${keys}" cut -d' ' -f1 "data/${s}/text"

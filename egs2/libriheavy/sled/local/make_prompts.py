@@ -88,7 +88,9 @@ def main():
         sf.write(dest, audio, rate, subtype="PCM_16")
         rows.append((utt, str(dest), text[source], source))
     if not rows:
-        sys.exit(f"make_prompts: no utterance of {args.data_dir} can get a {args.mode} prompt")
+        sys.exit(f"make_prompts: no utterance of {args.data_dir} can get a {args.mode} prompt"
+                 + (f" (all are shorter than {args.seconds} + 0.5 s; use a shorter --seconds)"
+                    if args.mode == "continuation" else " (no speaker has two utterances)"))
 
     for name, column in (("prompt_wav.scp", 1), ("prompt_text", 2), ("prompt_utt", 3)):
         tmp = args.out_dir / (name + ".tmp")
