@@ -54,6 +54,12 @@ def test_key_map_covers_the_module_tree_exactly(streaming):
     assert all(ours_to_upstream(k) == up for up, k in ((u, upstream_to_ours(u)) for u in upstream_shapes(config)))
 
 
+def test_paper_size_parameter_count():
+    paper = dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, intermediate_size=2752,
+                 vocab_size=16384, vae_embed_dim=128, diffloss_d=6, diffloss_w=1024, noise_channels=128)
+    assert sum(int(np.prod(s)) for s in upstream_shapes(paper).values()) == 203_631_744  # spec §2.7
+
+
 def test_config_mapping_offline_and_streaming():
     offline = tts_conf_from_config(tiny_config(300))
     assert offline["layout"] == "offline" and offline["stop_threshold"] == 0.8

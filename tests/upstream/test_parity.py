@@ -252,10 +252,11 @@ def test_generator_matches_upstream_for_given_noise(tmp_path):
     torch.testing.assert_close(ours.double(), generator(sd, config, z.double(), eps.double()), **TOL)
 
 
-def reference_decode(sd, cfg, texts, noise, cfg_scale, steps):
+def reference_decode(sd, cfg, texts, noise, cfg_scale, steps, prompt=None):
     """Offline generation (§3.5, §7) by full recomputation each step: left-padded text,
-    batch doubling with the unconditional rows seeing only </s>, positions cumsum(mask) - 1,
-    guidance on the hidden state, stop probability from the conditional state."""
+    batch doubling with the unconditional rows seeing only </s> (and the speech prompt, §6),
+    positions cumsum(mask) - 1, guidance on the hidden state, stop probability from the
+    conditional state. prompt [B, P, Z] latent frames or None."""
     B, N = len(texts), max(len(t) for t in texts)
     ids = torch.ones(B, N, dtype=torch.long)
     text_mask = torch.zeros(B, N, dtype=torch.long)
@@ -266,12 +267,13 @@ def reference_decode(sd, cfg, texts, noise, cfg_scale, steps):
     uncond_mask[:, : N - 1] = 0
     ids2, mask_text2 = torch.cat([ids, ids]), torch.cat([text_mask, uncond_mask])
     frames, probs = [], []
+    given = [] if prompt is None else list(prompt.unbind(1))
     for step in range(steps):
-        speech = torch.stack(frames, 1) if frames else torch.zeros(2 * B, 0, cfg["vae_embed_dim"], dtype=torch.float64)
-        if frames:
-            speech = torch.cat([speech, speech])
+        history = given + frames
+        speech = torch.stack(history, 1) if history else torch.zeros(B, 0, cfg["vae_embed_dim"], dtype=torch.float64)
+        speech = torch.cat([speech, speech])
         e_text, e_speech = embed(sd, ids2, speech)
-        mask = torch.cat([mask_text2, torch.ones(2 * B, step, dtype=torch.long)], 1)
+        mask = torch.cat([mask_text2, torch.ones(2 * B, len(history), dtype=torch.long)], 1)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         h = backbone(sd, cfg, input_ln(sd, torch.cat([e_text, e_speech], 1)), mask, positions)[:, -1]
         h_c, h_u = h[:B], h[B:]
@@ -345,3 +347,17 @@ def test_streaming_decoding_matches_upstream_for_given_noise(tmp_path):
     frames = run(float(ref_probs[stop_step]) - 1e-4)
     assert frames.shape[0] == stop_step
     torch.testing.assert_close(frames.double(), ref_frames[:stop_step], **TOL)
+
+
+def test_voice_prompted_decoding_matches_upstream(tmp_path):
+    """Continuation / cloning (§6): the prompt frames follow the text in both CFG branches."""
+    config, sd, tts = imported(tmp_path, False)
+    text, text_lengths, speech, *_ = batch(config, seed=7)
+    prompt = speech[:, :4]  # every row: 4 prompt frames
+    steps = 4
+    noise = torch.randn(3, steps, config["noise_channels"], generator=torch.Generator().manual_seed(8))
+    texts = [[0] + text[b, : text_lengths[b]].tolist() + [2] for b in range(len(text))]
+    ref_frames, ref_probs = reference_decode(sd, config, texts, noise.double(), 2.0, steps, prompt.double())
+    out = tts.generate_batch(text, text_lengths, prompt=prompt, max_frames=steps, noise=noise, cfg_scale=2.0, stop_threshold=2.0)
+    torch.testing.assert_close(out.frames.double(), ref_frames, **TOL)
+    torch.testing.assert_close(out.stop_probs.double(), ref_probs, **TOL)
