@@ -177,9 +177,15 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def dnsmos(audio: np.ndarray) -> Dict[str, float]:
     from speechmos import dnsmos as speechmos_dnsmos
 
-    if len(audio) < SCORE_RATE:  # DNSMOS needs at least one second; pad with silence
-        audio = np.pad(audio, (0, SCORE_RATE - len(audio)))
-    result = speechmos_dnsmos.run(audio, sr=SCORE_RATE)
+    # DNSMOS rates 9.01 s windows. speechmos doubles a shorter clip until it is long enough
+    # and then slides a 1 s hop over the copies: up to 7 identical-content windows for a
+    # short clip (4 s of compute). Repeating the clip to exactly one window gives one.
+    window = int(speechmos_dnsmos.INPUT_LENGTH * SCORE_RATE) + 1
+    if len(audio) == 0:
+        raise ValueError("cannot rate empty audio")
+    if len(audio) < window:
+        audio = np.resize(audio, window)
+    result = speechmos_dnsmos.run(np.clip(audio, -1.0, 1.0), sr=SCORE_RATE)
     return {k: float(result[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
 
 

@@ -453,44 +453,56 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
 fi
 
 # ============================================================================ stage 8
+# One scoring job per (mode, set) plus the ground truth of each set, run as an array
+# through ${decode_cmd} (each job loads the scorers once).
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     begin_stage 8 "scoring"
     results=()
+    tasks=()
+    add_task() {  # add_task OUT_DIR ARGS...: score unless OUT_DIR/scores.json is newer than the input
+        local out=$1
+        shift
+        results+=("${out}/scores.md")
+        if [ -f "${out}/scores.json" ] && [ "${out}/scores.json" -nt "$2" ]; then
+            log "${out} is up to date; skipping"
+            return
+        fi
+        tasks+=("$(printf '%q ' ${python} -m espnet2_sled.bin.score "$@" --output_dir "${out}")")
+    }
     if [ "${score_groundtruth}" = true ]; then
         for s in ${all_test_sets}; do
-            out=${expdir}/groundtruth_scores/${s}
-            if [ ! -f "${out}/scores.json" ]; then
-                run ${python} -m espnet2_sled.bin.score \
-                    --wav_scp "data/${s}/wav.scp" --segments "data/${s}/segments" \
-                    --text "data/${s}/text" --metrics wer,dnsmos \
-                    --title "ground truth: ${s}" --output_dir "${out}"
-            fi
-            results+=("${out}/scores.md")
+            add_task "${expdir}/groundtruth_scores/${s}" --wav_scp "data/${s}/wav.scp" \
+                --segments "data/${s}/segments" --text "data/${s}/text" --metrics wer,dnsmos \
+                --title "ground truth: ${s}"
         done
     fi
     for mode in ${decode_modes}; do
-        [ "${mode}" = streaming ] && [ "${streaming_enabled}" = false ] && continue
         for s in ${all_test_sets}; do
             out=$(decode_dir "${mode}")/${s}
             if [ ! -f "${out}/wav.scp" ]; then
-                log "warning: ${out}/wav.scp missing; run stage 7 (skipping its scoring)"
+                log "warning: ${out}/wav.scp missing (stage 7 skipped or not run); not scored"
                 continue
             fi
-            if [ -f "${out}/scores/scores.json" ] && [ "${out}/scores/scores.json" -nt "${out}/wav.scp" ]; then
-                log "${out}/scores is up to date; skipping"
-            else
-                prompt_opts=()
-                [ -f "${out}/prompts/prompt_wav.scp" ] && prompt_opts=(--prompt_wav_scp "${out}/prompts/prompt_wav.scp")
-                run ${python} -m espnet2_sled.bin.score \
-                    --wav_scp "${out}/wav.scp" --text "data/${s}/text" \
-                    --ref_wav_scp "data/${s}/wav.scp" --ref_segments "data/${s}/segments" \
-                    "${prompt_opts[@]}" --timing "${out}/timing.jsonl" \
-                    --metrics "${score_metrics}" --title "${mode}: ${s} (${out})" \
-                    --output_dir "${out}/scores"
-            fi
-            results+=("${out}/scores/scores.md")
+            prompt_opts=()
+            [ -f "${out}/prompts/prompt_wav.scp" ] && prompt_opts=(--prompt_wav_scp "${out}/prompts/prompt_wav.scp")
+            add_task "${out}/scores" --wav_scp "${out}/wav.scp" --text "data/${s}/text" \
+                --ref_wav_scp "data/${s}/wav.scp" --ref_segments "data/${s}/segments" \
+                "${prompt_opts[@]}" --timing "${out}/timing.jsonl" \
+                --metrics "${score_metrics}" --title "${mode}: ${s} (${out})"
         done
     done
+    if [ ${#tasks[@]} -gt 0 ]; then
+        task_dir=${expdir}/run_logs/stage8_tasks
+        rm -rf "${task_dir}"
+        mkdir -p "${task_dir}"
+        for i in "${!tasks[@]}"; do
+            echo "${tasks[$i]}" > "${task_dir}/score.$((i + 1)).sh"
+            note "task $((i + 1)): ${tasks[$i]}"
+        done
+        # shellcheck disable=SC2086
+        run ${decode_cmd} --max-jobs-run "${inference_nj}" JOB=1:${#tasks[@]} "${task_dir}/score.JOB.log" \
+            bash "${task_dir}/score.JOB.sh"
+    fi
     if [ ${#results[@]} -gt 0 ]; then
         mkdir -p "${sled_exp}"
         { echo "# SLED results ($(date '+%Y-%m-%d'))"; echo; for r in "${results[@]}"; do cat "${r}"; echo; done; } \
