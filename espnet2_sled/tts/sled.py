@@ -159,8 +159,9 @@ class SLED(AbsTTS):
     ):
         """text ``[B, N]``, feats ``[B, T, odim]`` -> (loss, stats, weight).
 
-        ``text_dropout [B]`` (CFG rows) and ``noise [M, F, noise_dim]`` may be given to make
-        the loss deterministic; otherwise they are drawn (dropout only in training).
+        ``text_dropout [B]`` (CFG rows) and loss noise (``[M, F, noise_dim]`` over the F real
+        frames in (b, t) order, or upstream's padded grid ``[M, B, T, noise_dim]``) may be
+        given to make the loss deterministic; otherwise they are drawn (dropout only in training).
         """
         self.check_batch(text_lengths, feats, feats_lengths, utt_id)
         feats = feats[:, : int(feats_lengths.max())]

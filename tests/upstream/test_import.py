@@ -229,9 +229,6 @@ def test_pack_and_from_pretrained(encodec_exp, tmp_path):
     assert t2s(TEXTS[1], seed=1)["feat_gen"].shape == (3, 128)
 
 
-@pytest.mark.xfail(reason="a fresh process that imports only espnet2_sled.text2speech does not know token_type "
-                          "byte_bpe until espnet2_sled/__init__.py calls upstream.tokenizer.install_token_type()",
-                   strict=False)
 def test_from_pretrained_in_a_fresh_process(encodec_exp, tmp_path):
     root, _, _ = encodec_exp
     zip_path = tmp_path / "sled_upstream.zip"
