@@ -34,7 +34,7 @@ import re
 import sys
 import unicodedata
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -217,8 +217,14 @@ def score(
     timing: Optional[List[dict]] = None,
     metrics=ALL_METRICS,
     progress: bool = True,
+    missing: Sequence[str] = (),
 ) -> Tuple[Dict[str, dict], Dict[str, dict]]:
-    """Return (summary {metric: {value, n}}, per-utterance {utt: {column: value}})."""
+    """Return (summary {metric: {value, n}}, per-utterance {utt: {column: value}}).
+
+    ``missing``: utterances that should have audio but have none (the decoder stopped at
+    once). They count as all words deleted in the WER and are reported as
+    ``missing_audio``; the other metrics cannot rate them.
+    """
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; known: {ALL_METRICS}")
@@ -253,9 +259,19 @@ def score(
                 row[k] = v
                 mos.setdefault(k, []).append(v)
 
-    summary: Dict[str, dict] = {}
+    missing = sorted(set(missing) - set(hyp_audio))
     if asr is not None:
-        summary["wer"] = {"value": errors / max(words, 1), "n": len(hyp_audio), "words": words}
+        for utt in missing:
+            if utt not in texts:
+                raise KeyError(f"no reference text for utterance '{utt}' (listed as missing audio)")
+            n = len(normalize_text(texts[utt]).split())
+            errors, words = errors + n, words + n
+            per_utt.setdefault(utt, {}).update(wer=1.0, hyp="")
+    summary: Dict[str, dict] = {}
+    if missing:
+        summary["missing_audio"] = {"value": float(len(missing)), "n": len(hyp_audio) + len(missing)}
+    if asr is not None:
+        summary["wer"] = {"value": errors / max(words, 1), "n": len(hyp_audio) + len(missing), "words": words}
     if sims:
         summary["spk_sim"] = {"value": float(np.mean(sims)), "n": len(sims)}
     if prompt_sims:
@@ -276,6 +292,7 @@ def score(
 
 
 DESCRIPTIONS = {
+    "missing_audio": "utterances with no audio (counted as deleted in WER)",
     "wer": "WER, pocketsphinx bundled LM (lower is better)",
     "spk_sim": "speaker similarity to reference, resemblyzer cosine",
     "spk_sim_prompt": "speaker similarity to prompt, resemblyzer cosine",
@@ -321,6 +338,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref_wav_scp", type=Path, help="reference audio of the same utterance ids")
     parser.add_argument("--ref_segments", type=Path, help="segments for --ref_wav_scp")
     parser.add_argument("--prompt_wav_scp", type=Path, help="utt_id -> voice prompt audio")
+    parser.add_argument("--expected_keys", type=Path,
+                        help="utterances that should have audio; those without count as failures")
     parser.add_argument("--timing", type=Path, help="decoder timing log (JSON lines); skipped if absent")
     parser.add_argument("--metrics", default=",".join(ALL_METRICS), help=f"comma list of {ALL_METRICS}")
     parser.add_argument("--title", default="", help="heading for scores.md")
@@ -342,7 +361,12 @@ def main(cmd=None):
             timing = read_timing(args.timing)
         else:
             logging.info(f"no timing log at {args.timing}; RTF not reported")
-    summary, per_utt = score(hyp, texts, ref, prompt, timing, metrics)
+    missing = []
+    if args.expected_keys is not None:
+        missing = [k for k in read_table(args.expected_keys) if k not in hyp]
+        if missing:
+            logging.warning(f"{len(missing)} utterance(s) have no audio, e.g. '{missing[0]}'")
+    summary, per_utt = score(hyp, texts, ref, prompt, timing, metrics, missing=missing)
     write_reports(args.output_dir, summary, per_utt, args.title)
     print((args.output_dir / "scores.md").read_text(encoding="utf-8"))
 

@@ -106,3 +106,14 @@ def test_segments_select_the_slice(score_module, flite_wavs, tmp_path):
     _, from_file = score_module.score(entries({"u2": flite_wavs["slt"]["u2"]}), SENTENCES, metrics=("wer",),
                                       progress=False)
     assert from_slice["u2"]["hyp"] == from_file["u2"]["hyp"]
+
+
+def test_missing_audio_counts_as_deleted_words(score_module, flite_wavs):
+    hyp = entries({"u1": flite_wavs["slt"]["u1"]})
+    alone, _ = score_module.score(hyp, SENTENCES, metrics=("wer",), progress=False)
+    with_missing, per_utt = score_module.score(hyp, SENTENCES, metrics=("wer",), progress=False, missing=["u2"])
+    assert with_missing["missing_audio"] == {"value": 1.0, "n": 2}
+    assert with_missing["wer"]["words"] == 18
+    errors_u1 = alone["wer"]["value"] * 9
+    assert with_missing["wer"]["value"] == pytest.approx((errors_u1 + 9) / 18)
+    assert per_utt["u2"]["wer"] == 1.0

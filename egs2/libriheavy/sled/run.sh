@@ -23,7 +23,9 @@ fi
 
 if [ "${mini}" = true ]; then
     # flite/espeak-ng corpus written on the fly (local/make_mini_corpus.py); log-mel
-    # latents need no codec weights; everything runs on CPU with 2 jobs.
+    # latents need no codec weights; everything runs on CPU with 2 jobs. Training is a
+    # single process here, so let it use both cores (path.sh keeps a value already set).
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
     opts=(
         --local_data_opts "--mini true"
         --train_set mini_train

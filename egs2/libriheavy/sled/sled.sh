@@ -426,10 +426,11 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 run_to "${keys}" cut -d' ' -f1 "data/${s}/text"
             fi
             n_utt=$(count_lines "${keys}")
-            if [ -f "${out}/wav.scp" ] && [ "$(count_lines "${out}/wav.scp")" -eq "${n_utt}" ]; then
-                log "${out} is complete (${n_utt} wavs); skipping"
+            if [ -f "${out}/.done" ] && [ "${out}/.done" -nt "${exp}/${inference_model}" ]; then
+                log "${out} is complete ($(cat "${out}/.done")); skipping"
                 continue
             fi
+            rm -f "${out}/.done"
             _nj=$(min "${inference_nj}" "${n_utt}")
             split_args=()
             for n in $(seq "${_nj}"); do split_args+=("${out}/logdir/keys.${n}.scp"); done
@@ -447,7 +448,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                     --output_dir "${out}/logdir/output.JOB" \
                     --seed "${seed}" \
                     "${config_opts[@]}" "${set_opts[@]}" ${inference_args}
-            run ${python} local/merge_decode.py --nj "${_nj}" "${out}"
+            run ${python} local/merge_decode.py --nj "${_nj}" --keys "${keys}" "${out}"
         done
     done
 fi
@@ -479,13 +480,14 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     for mode in ${decode_modes}; do
         for s in ${all_test_sets}; do
             out=$(decode_dir "${mode}")/${s}
-            if [ ! -f "${out}/wav.scp" ]; then
-                log "warning: ${out}/wav.scp missing (stage 7 skipped or not run); not scored"
+            if [ ! -f "${out}/.done" ]; then
+                log "warning: ${out} is not decoded (stage 7 skipped or not run); not scored"
                 continue
             fi
             prompt_opts=()
             [ -f "${out}/prompts/prompt_wav.scp" ] && prompt_opts=(--prompt_wav_scp "${out}/prompts/prompt_wav.scp")
-            add_task "${out}/scores" --wav_scp "${out}/wav.scp" --text "data/${s}/text" \
+            add_task "${out}/scores" --wav_scp "${out}/wav.scp" --expected_keys "${out}/logdir/keys" \
+                --text "data/${s}/text" \
                 --ref_wav_scp "data/${s}/wav.scp" --ref_segments "data/${s}/segments" \
                 "${prompt_opts[@]}" --timing "${out}/timing.jsonl" \
                 --metrics "${score_metrics}" --title "${mode}: ${s} (${out})"

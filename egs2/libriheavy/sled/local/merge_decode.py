@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Merge decoding jobs DIR/logdir/output.{1..N} into DIR/{wav/, wav.scp, timing.jsonl}.
 
-    merge_decode.py --nj N DIR
+    merge_decode.py --nj N [--keys KEY_FILE] DIR
 
 Wavs are moved into DIR/wav; wav.scp (absolute paths, sorted) and timing.jsonl are
-written under temp names and renamed, wav.scp last: its presence marks a complete
-decode. If an output feats.scp exists it is merged into DIR/feats.scp too.
+written under temp names and renamed. Keys of KEY_FILE without a wav (the model stopped
+before its first frame) are listed in DIR/missing_wavs, so scoring can count them as
+failures. DIR/.done is written last: its presence marks a complete decode. If the jobs
+wrote norm/feats.scp, it is merged into DIR/feats.scp too.
 """
 
 import argparse
@@ -18,6 +20,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nj", type=int, required=True)
+    parser.add_argument("--keys", type=Path, default=None, help="the keys that were decoded")
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args()
 
@@ -49,7 +52,16 @@ def main():
     if feats:
         write("feats.scp", sorted(feats, key=lambda s: s.split()[0].encode()))
     write("wav.scp", [f"{w.stem} {w.resolve()}" for w in wavs])
-    print(f"merge_decode: {len(wavs)} wavs in {wav_dir}", file=sys.stderr)
+    missing = []
+    if args.keys is not None:
+        have = {w.stem for w in wavs}
+        missing = [line.split()[0] for line in args.keys.read_text().splitlines()
+                   if line.strip() and line.split()[0] not in have]
+    write("missing_wavs", missing)
+    write(".done", [f"{len(wavs)} wavs, {len(missing)} missing"])
+    print(f"merge_decode: {len(wavs)} wavs in {wav_dir}"
+          + (f"; {len(missing)} utterances produced no audio (listed in {args.out_dir}/missing_wavs)"
+             if missing else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":
