@@ -132,10 +132,13 @@ stats_dir=${stats_dir:-${expdir}/sled_stats_${latent}_${token_type}}
 run_logs=${expdir}/run_logs
 recipe_dir=$(pwd)
 
-all_test_sets=${test_sets}
-for s in ${optional_test_sets}; do
-    [ -d "data/${s}" ] && all_test_sets+=" ${s}"
-done
+find_test_sets() {  # test_sets plus the optional ones that stage 1 produced
+    all_test_sets=${test_sets}
+    for s in ${optional_test_sets}; do
+        if [ -d "data/${s}" ]; then all_test_sets+=" ${s}"; fi
+    done
+}
+find_test_sets
 
 # ---- replayable command logs
 stage_script=""
@@ -183,6 +186,7 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     begin_stage 1 "data preparation"
     # shellcheck disable=SC2086
     run local/data.sh ${local_data_opts}
+    find_test_sets
     for s in ${train_set} ${valid_set} ${all_test_sets}; do
         run utils/validate_data_dir.sh "data/${s}"
     done
