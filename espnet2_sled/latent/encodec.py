@@ -29,6 +29,7 @@ from .weights import (assign_section, codebooks_from, find_cached_weights, group
 # Per-level std of the random codebooks: roughly the spread of a random encoder's output,
 # shrinking like RVQ residuals, so that weights="random" latents depend on the input.
 RANDOM_CODEBOOK_SCALES = [2.0 * 0.6 ** k for k in range(8)]
+RANDOM_DECODER_GAIN = 0.005
 
 
 class EncodecLatent(LatentSpace):
@@ -70,6 +71,9 @@ class EncodecLatent(LatentSpace):
     def _load(self, weights: Union[str, Path, None]) -> str:
         if weights == "random":
             randomize(self, RANDOM_CODEBOOK_SCALES)
+            with torch.no_grad():  # bring random "audio" to a waveform's scale (std ~0.1, not ~20)
+                self.decoder.layers[-1].weight.mul_(RANDOM_DECODER_GAIN)
+                self.decoder.layers[-1].bias.mul_(RANDOM_DECODER_GAIN)
             return "random"
         if weights == "deferred":
             return "deferred"

@@ -83,15 +83,24 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
         return y[..., : x.shape[-1] * self.stride[0]]
 
     def step(self, x: torch.Tensor, cache: Cache) -> torch.Tensor:
-        """One chunk ``[B, C_in, t] -> [B, C_out, t * stride]``; the overhang of this chunk is
-        kept (without bias) and added to the start of the next one."""
-        y = F.conv_transpose1d(x, self.weight, None, self.stride)
-        overlap = cache.get(self)
-        if overlap is not None:
-            y[..., : overlap.shape[-1]] += overlap
-        emitted = x.shape[-1] * self.stride[0]
-        cache[self] = y[..., emitted:]
-        return y[..., :emitted] + self.bias[:, None]
+        """One chunk ``[B, C_in, t] -> [B, C_out, t * stride]``; the overhang of the last frame
+        is kept and added to the start of the next chunk.
+
+        With ``kernel == 2 * stride`` (SEANet) every input frame writes two output blocks of
+        ``stride`` samples: block t = head(frame t) + tail(frame t - 1). That is one matmul,
+        several times cheaper than a small ``conv_transpose1d`` call.
+        """
+        kernel, stride = self.kernel_size[0], self.stride[0]
+        assert kernel == 2 * stride, "streaming needs kernel_size == 2 * stride"
+        batch, channels, frames = x.shape
+        y = (x.transpose(1, 2) @ self.weight.reshape(channels, -1)).view(batch, frames, -1, kernel)
+        head, tail = y[..., :stride], y[..., stride:]  # [B, t, C_out, stride] each
+        previous = cache.get(self)
+        if previous is None:
+            previous = torch.zeros_like(tail[:, :1])
+        cache[self] = tail[:, -1:]
+        blocks = head + torch.cat([previous, tail[:, :-1]], dim=1) + self.bias[:, None]
+        return blocks.permute(0, 2, 1, 3).reshape(batch, -1, frames * stride)
 
 
 class SkipLSTM(nn.Module):
@@ -106,8 +115,33 @@ class SkipLSTM(nn.Module):
 
     def step(self, x: torch.Tensor, cache: Cache) -> torch.Tensor:
         seq = x.permute(2, 0, 1)  # [T, B, C]
-        y, cache[self] = self.lstm(seq, cache.get(self))
+        if seq.shape[0] > self.cell_loop_max_steps:
+            y, cache[self] = self.lstm(seq, cache.get(self))
+        else:
+            y, cache[self] = self._cell_loop(seq, cache.get(self))
         return (y + seq).permute(1, 2, 0)
+
+    # nn.LSTM (oneDNN) has a fixed cost per call of ~1-2 ms; for the few steps of a stream
+    # chunk, plain lstm_cell calls are several times cheaper and agree to ~1e-7.
+    cell_loop_max_steps = 4
+
+    def _cell_loop(self, seq: torch.Tensor, state):
+        lstm = self.lstm
+        if state is None:
+            zeros = seq.new_zeros(lstm.num_layers, seq.shape[1], lstm.hidden_size)
+            state = (zeros, zeros)
+        hs, cs = [], []
+        for layer in range(lstm.num_layers):
+            weights = [getattr(lstm, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            h, c = state[0][layer], state[1][layer]
+            outputs = []
+            for frame in seq:
+                h, c = torch.lstm_cell(frame, (h, c), *weights)
+                outputs.append(h)
+            seq = torch.stack(outputs)
+            hs.append(h)
+            cs.append(c)
+        return seq, (torch.stack(hs), torch.stack(cs))
 
 
 class ResidualUnit(nn.Module):
