@@ -105,10 +105,18 @@ def test_mini_corpus_small_is_deterministic_and_split_by_sentence(recipe_dir, tm
                  zip("one two three four five six seven eight nine ten eleven twelve".split(),
                      "red blue green black white grey brown pink gold tan plum teal".split())]
     (tmp_path / "s.txt").write_text("\n".join(sentences) + "\n")
+    # a stand-in for pocketsphinx-testdata's librivox folder: <stem>.wav (16 kHz) + <stem>.txt
+    librivox = tmp_path / "librivox"
+    librivox.mkdir()
+    for stem, text in (("book-0880", "he was not an ill disposed young man"),
+                       ("book-0930", "he might even have been made amiable himself")):
+        subprocess.run(["flite", "-voice", "rms", "-t", text, "-o", str(librivox / f"{stem}.wav")], check=True)
+        (librivox / f"{stem}.txt").write_text(text + "\n")
     outs = []
     for name in ("a", "b"):
         r = subprocess.run([sys.executable, str(recipe_dir / "local/make_mini_corpus.py"), str(tmp_path / name),
-                            "--sentences", str(tmp_path / "s.txt"), "--num_dev", "2", "--num_test", "3"],
+                            "--sentences", str(tmp_path / "s.txt"), "--num_dev", "2", "--num_test", "3",
+                            "--librivox_dir", str(librivox)],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         outs.append(tmp_path / name)
@@ -130,6 +138,11 @@ def test_mini_corpus_small_is_deterministic_and_split_by_sentence(recipe_dir, tm
     assert len(texts["dev"]) == 2 and len(texts["test"]) == 3
     assert not (texts["train"] & texts["dev"]) and not (texts["train"] & texts["test"]) \
         and not (texts["dev"] & texts["test"])
+
+    lv = [json.loads(line) for line in (manifests / "libriheavy_cuts_librivox_test.jsonl").read_text().splitlines()]
+    assert [c["supervisions"][0]["text"] for c in lv] == ["He was not an ill disposed young man.",
+                                                          "He might even have been made amiable himself."]
+    assert sf.info(outs[0] / lv[0]["recording"]["sources"][0]["source"]).samplerate == 24000
 
     # the converter reads it; recordings hold several cuts (segments is exercised)
     out = tmp_path / "data_train"

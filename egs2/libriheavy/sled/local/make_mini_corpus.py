@@ -148,26 +148,29 @@ def build_split(split, pairs, sentences, out_dir: Path, workdir: Path, rng, jobs
 
 
 def read_librivox_transcripts(folder: Path):
-    """{stem: text} from <stem>.txt files or a sphinx-style '*.transcription' file."""
+    """{stem: text} from <stem>.txt files, else the sphinx 'transcription' file
+    ("<s> words </s> (stem)" lines). The transcripts are lower case without punctuation;
+    the first letter is capitalised and a full stop added to match the corpus style."""
     texts = {}
-    for txt in folder.glob("*.txt"):
-        texts[txt.stem] = " ".join(txt.read_text(encoding="utf-8").split())
-    for trans in folder.glob("*.transcription"):
+    for trans in [*folder.glob("transcription"), *folder.glob("*.transcription")]:
         for line in trans.read_text(encoding="utf-8").splitlines():
             m = re.match(r"^(.*)\((\S+)\)\s*$", line.strip())
             if m:
-                texts.setdefault(Path(m.group(2)).name, " ".join(m.group(1).split()))
-    return texts
+                words = [w for w in m.group(1).split() if w not in ("<s>", "</s>")]
+                texts[Path(m.group(2)).name] = " ".join(words)
+    for txt in folder.glob("*.txt"):
+        texts[txt.stem] = " ".join(txt.read_text(encoding="utf-8").split())
+    return {k: (v[0].upper() + v[1:] + ("" if v[-1] in ".!?" else ".")) for k, v in texts.items() if v}
 
 
-def build_librivox(out_dir: Path):
-    if not LIBRIVOX_DIR.is_dir():
-        print(f"make_mini_corpus: {LIBRIVOX_DIR} not found (Debian package pocketsphinx-testdata); "
+def build_librivox(out_dir: Path, folder: Path):
+    if not folder.is_dir():
+        print(f"make_mini_corpus: {folder} not found (Debian package pocketsphinx-testdata); "
               "skipping the LibriVox test set", file=sys.stderr)
         return []
-    texts = read_librivox_transcripts(LIBRIVOX_DIR)
+    texts = read_librivox_transcripts(folder)
     cuts = []
-    for wav in sorted(LIBRIVOX_DIR.glob("*.wav")):
+    for wav in sorted(folder.glob("*.wav")):
         text = texts.get(wav.stem, "").strip()
         if not text:
             print(f"make_mini_corpus: no transcript for {wav}; skipped", file=sys.stderr)
@@ -207,6 +210,8 @@ def main():
     parser.add_argument("--num_dev", type=int, default=20)
     parser.add_argument("--num_test", type=int, default=25)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--librivox_dir", type=Path, default=LIBRIVOX_DIR,
+                        help="real read speech (<stem>.wav + <stem>.txt) for the librivox_test set")
     args = parser.parse_args()
 
     for tool in ("flite", "espeak-ng", "sox"):
@@ -234,7 +239,7 @@ def main():
             hours = sum(c["duration"] for c in cuts) / 3600
             summary.append(f"mini_{split}: {len(cuts)} utts, {len(splits[split])} sentences, "
                            f"{hours * 60:.1f} min")
-    lv = build_librivox(tmp)
+    lv = build_librivox(tmp, args.librivox_dir)
     if lv:
         write_manifest(tmp / "manifests" / "libriheavy_cuts_librivox_test.jsonl", lv)
         summary.append(f"librivox_test: {len(lv)} utts")
