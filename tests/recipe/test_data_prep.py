@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from conftest import need
+from recipe_helpers import need
 
 
 def cut(cut_id, reco, source, start, duration, text, speaker="100", rate=16000):

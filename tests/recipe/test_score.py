@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import need
+from recipe_helpers import need
 
 pytestmark = need("flite")
 
