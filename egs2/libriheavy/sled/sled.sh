@@ -242,8 +242,8 @@ fi
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     begin_stage 4 "collect stats and filter by length"
     require_file "${train_config}" "(--train_config: the model config, needed to build the model)"
-    if [ -f "${stats_dir}/train/text_shape.${token_type}" ] && [ -f "${stats_dir}/valid/text_shape.${token_type}" ]; then
-        log "${stats_dir} is complete; skipping"
+    if [ -f "${stats_dir}/train/text_shape" ] && [ -f "${stats_dir}/valid/text_shape" ]; then
+        log "${stats_dir} has the collected stats; skipping collection"
     else
         odim=$(latent_dim "${train_set}")
         logdir=${stats_dir}/logdir
@@ -288,19 +288,19 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         stats_inputs=()
         for n in $(seq "${_nj}"); do stats_inputs+=(--input_dir "${logdir}/stats.${n}"); done
         run ${python} -m espnet2.bin.aggregate_stats_dirs "${stats_inputs[@]}" --output_dir "${stats_dir}"
-
-        if [ -z "${max_positions}" ]; then
-            max_positions=$(${python} local/config_value.py "${train_config}" tts_conf.max_positions 2048)
-        fi
-        vocab_size=$(count_lines "${token_list}")
-        for name in train valid; do
-            run ${python} local/filter_by_length.py \
-                --max_positions "${max_positions}" --extra_positions "${extra_positions}" \
-                --append_vocab_size "${vocab_size}" \
-                "${stats_dir}/${name}/text_shape" "${stats_dir}/${name}/speech_shape" \
-                "${stats_dir}/${name}/text_shape.${token_type}" "${stats_dir}/${name}/speech_shape.filtered"
-        done
     fi
+    # The length filter depends on the model config, so it always runs (seconds).
+    if [ -z "${max_positions}" ]; then
+        max_positions=$(${python} local/config_value.py "${train_config}" tts_conf.max_positions 2048)
+    fi
+    vocab_size=$(count_lines "${token_list}")
+    for name in train valid; do
+        run ${python} local/filter_by_length.py \
+            --max_positions "${max_positions}" --extra_positions "${extra_positions}" \
+            --append_vocab_size "${vocab_size}" \
+            "${stats_dir}/${name}/text_shape" "${stats_dir}/${name}/speech_shape" \
+            "${stats_dir}/${name}/text_shape.${token_type}" "${stats_dir}/${name}/speech_shape.filtered"
+    done
 fi
 
 # Options shared by training, fine-tuning and the stats stage.
