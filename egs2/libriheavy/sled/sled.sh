@@ -111,6 +111,10 @@ fi
 [ -z "${train_set}" ] && { echo "$0: --train_set is required" >&2; exit 1; }
 [ -z "${valid_set}" ] && { echo "$0: --valid_set is required" >&2; exit 1; }
 if [ -z "${token_list}" ]; then
+    if [ "${token_type}" != bpe ]; then
+        echo "$0: stage 3 trains only sentencepiece models; with --token_type ${token_type} give --token_list (and --bpemodel)" >&2
+        exit 1
+    fi
     token_dir=${dumpdir}/token_list/bpe_${bpemode}${nbpe}
     token_list=${token_dir}/tokens.txt
     bpemodel=${token_dir}/bpe.model
