@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Streaming SLED: time to first audio and steady-state RTF, beside the per-frame floor.
+
+    .venv/bin/python bench/bench_streaming.py [--configs debug paper] [--cfg_scale 2.0]
+
+For each config (streaming layout, frames_per_chunk from the config or --frames_per_chunk)
+it measures in the same run:
+* step   = one decode step (CFG included) from ``generate``;
+* decode = one chunk through the latent space's streaming decoder;
+* first  = session start -> first audio chunk, text pushed whole;
+and prints first / (frames_per_chunk * step + decode) (goal <= 1.2) and the RTF of the
+chunks after the first (compute seconds per second of audio).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_sled import build  # noqa: E402
+from espnet2_sled.latent import build_latent_space  # noqa: E402
+from espnet2_sled.modules.generation import generate  # noqa: E402
+from espnet2_sled.streaming import StreamingSession  # noqa: E402
+
+TEXT = ("Streaming speech synthesis starts talking before the whole sentence has arrived, "
+        "which matters when the text comes from a language model one word at a time.")
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+@torch.no_grad()
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["debug", "paper"])
+    parser.add_argument("--cfg_scale", type=float, default=2.0)
+    parser.add_argument("--frames_per_chunk", type=int, default=45)
+    parser.add_argument("--tokens_per_chunk", type=int, default=5)
+    parser.add_argument("--chunks", type=int, default=4, help="chunks to generate per run")
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cfg_scale {args.cfg_scale}")
+    for config in args.configs:
+        model = build(config, device).eval()
+        model.layout, model.tokens_per_chunk, model.frames_per_chunk = "packed", args.tokens_per_chunk, args.frames_per_chunk
+        if model.odim == 128:
+            model.latent_space = build_latent_space("encodec", weights="random").eval()
+        else:
+            model.latent_space = build_latent_space("mel", latent_dim=model.odim).eval()
+        m = args.frames_per_chunk
+        tokens = [(ord(c) % (model.idim - 3)) + 1 for c in TEXT]
+
+        def tokenize(text):
+            return [(ord(c) % (model.idim - 3)) + 1 for c in text]
+
+        # per-frame step (same decoding state and step as the session)
+        wrapped, wl = model.wrap_text(torch.tensor([tokens[:20]]), torch.tensor([20]))
+        frames = 2 * m
+
+        def run_generate(n):
+            start = time.perf_counter()
+            generate(model.lm, wrapped, wl, model.eos_id, cfg_scale=args.cfg_scale, stop_threshold=2.0, max_frames=n)
+            return time.perf_counter() - start
+
+        run_generate(4)
+        step = (median([run_generate(frames) for _ in range(3)]) - median([run_generate(1) for _ in range(3)])) / (frames - 1)
+        # one chunk through the streaming decoder
+        chunk = torch.randn(1, m, model.odim)
+        decoder = model.latent_space.stream_decoder(1)
+        decoder.push(chunk)
+        decode = median([_timed(lambda: decoder.push(chunk)) for _ in range(3)])
+        # the session
+        firsts, rtfs = [], []
+        for trial in range(3):
+            session = StreamingSession(model, tokenize, cfg_scale=args.cfg_scale, stop_threshold=2.0,
+                                       max_frames=args.chunks * m, noise=torch.Generator().manual_seed(trial))
+            start = time.perf_counter()
+            chunks = []
+            for c in session.push_text(TEXT):
+                chunks.append(c)
+                if len(chunks) == 1:
+                    firsts.append(time.perf_counter() - start)
+                if len(chunks) == args.chunks:
+                    break
+            audio_seconds = sum(c.audio.shape[0] for c in chunks[1:]) / model.latent_space.sample_rate
+            rtfs.append(sum(c.compute_seconds for c in chunks[1:]) / audio_seconds)
+            session.close()
+        first = median(firsts)
+        budget = m * step + decode
+        params = sum(p.numel() for p in model.lm.parameters()) / 1e6
+        print(f"\n== {config} ({params:.1f} M params, {m} frames = {m / 75:.2f} s per chunk, "
+              f"{args.tokens_per_chunk} tokens read per chunk)")
+        print(f"decode step {step * 1e3:.2f} ms (floor of the schedule), chunk decode {decode * 1e3:.1f} ms")
+        print(f"time to first audio {first:.3f} s vs {m} x step + decode = {budget:.3f} s -> {first / budget:.2f}x "
+              f"(goal <= 1.2)")
+        print(f"steady-state RTF {median(rtfs):.3f} (compute s per audio s; < 1 is faster than real time); "
+              f"floor {budget / (m / 75):.3f}")
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
