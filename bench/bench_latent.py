@@ -14,18 +14,22 @@ each is printed next to a same-run baseline:
 
 import argparse
 import time
-from typing import Callable
+from typing import Callable, Dict
 
 import torch
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation)
-    best = float("inf")
+def race(candidates: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
+    """Best wall time of each candidate, run round-robin so that load from other processes
+    hits all of them alike (the ratios stay meaningful on a shared machine)."""
+    for fn in candidates.values():
+        fn()  # warm-up (oneDNN primitive creation)
+    best = {name: float("inf") for name in candidates}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -56,40 +60,42 @@ def main() -> None:
           f"best of {args.repeats}")
 
     print("\n== extraction (audio -> latents [B, T, 128]); x real time = audio seconds / wall seconds")
+
+    def package_encode(x):
+        return reference.quantizer.decode(reference.quantizer.encode(reference.encoder(x[:, None]), 75, 6.0))
+
     with torch.no_grad():
         for batch in (1, 4, 8):
             x = audio[:batch]
-            t_ours = best_of(lambda: ours.encode(x), args.repeats)
-            t_ref = best_of(lambda: reference.quantizer.decode(
-                reference.quantizer.encode(reference.encoder(x[:, None]), 75, 6.0)), args.repeats)
-            speed = batch * seconds / t_ours
-            print(f"batch {batch}: ours {speed:6.1f}x real time ({t_ours / (batch * seconds) * 1000:6.1f} ms per s)"
-                  f" | encodec package {batch * seconds / t_ref:6.1f}x | ours/package time {t_ours / t_ref:5.2f}"
-                  f" | goal >= 5x: {'met' if speed >= 5 else 'MISSED'}")
+            t = race({"ours": lambda: ours.encode(x), "package": lambda: package_encode(x)}, args.repeats)
+            speed = batch * seconds / t["ours"]
+            print(f"batch {batch}: ours {speed:5.1f}x real time ({t['ours'] / (batch * seconds) * 1000:5.1f} ms per s)"
+                  f" | encodec package {batch * seconds / t['package']:5.1f}x | time ours/package "
+                  f"{t['ours'] / t['package']:4.2f} | goal >= 5x: {'met' if speed >= 5 else 'MISSED'}")
 
-    print("\n== Encodec decoding (latents -> audio), ms per second of audio")
+    print("\n== Encodec decoding (latents -> audio), ms per second of audio; ratio to our one-shot")
     frames = ours.encode(audio[:1])
-    t_one = best_of(lambda: ours.decode(frames), args.repeats)
+    candidates = {"one-shot": lambda: ours.decode(frames),
+                  "package one-shot": lambda: reference.decoder(frames.transpose(1, 2))}
+    for chunk in (1, 3, 8, 20, 45):
+        candidates[f"stream t={chunk}"] = lambda chunk=chunk: stream(ours.stream_decoder, frames, chunk)
     with torch.no_grad():
-        t_pkg = best_of(lambda: reference.decoder(frames.transpose(1, 2)), args.repeats)
-    print(f"one-shot: {t_one / seconds * 1000:6.1f} ms/s   (encodec package decoder {t_pkg / seconds * 1000:6.1f}"
-          f" ms/s, ratio {t_one / t_pkg:4.2f})")
-    for chunk in (1, 3, 8, 15, 45):
-        t_stream = best_of(lambda: stream(ours.stream_decoder, frames, chunk), args.repeats)
-        ratio = t_stream / t_one
-        print(f"stream t={chunk:2d}: {t_stream / seconds * 1000:6.1f} ms/s   ratio to one-shot {ratio:4.2f}"
-              f"   goal <= 1.2: {'met' if ratio <= 1.2 else 'MISSED'}")
+        t = race(candidates, args.repeats)
+    for name, value in t.items():
+        ratio = value / t["one-shot"]
+        goal = f"   goal <= 1.2: {'met' if ratio <= 1.2 else 'MISSED'}" if name.startswith("stream") else ""
+        print(f"{name:17s} {value / seconds * 1000:6.1f} ms/s   ratio {ratio:4.2f}{goal}")
 
     print("\n== mel latent (80 bands, n_fft 1280, 32 Griffin-Lim iterations), ms per second of audio")
     mel = MelLatent()
-    t_enc = best_of(lambda: mel.encode(audio[:1]), args.repeats)
     mel_frames = mel.encode(audio[:1])
-    t_dec = best_of(lambda: mel.decode(mel_frames), args.repeats)
-    print(f"encode {t_enc / seconds * 1000:6.1f} ms/s   Griffin-Lim decode {t_dec / seconds * 1000:6.1f} ms/s")
-    for chunk in (3, 15):
-        t_stream = best_of(lambda: stream(mel.stream_decoder, mel_frames, chunk), max(1, args.repeats // 2))
-        print(f"stream t={chunk:2d}: {t_stream / seconds * 1000:6.1f} ms/s   ratio to one-shot {t_stream / t_dec:5.2f}"
-              f"   (approximate streaming: {mel.stream_context_frames} context frames re-estimated per push)")
+    t = race({"encode": lambda: mel.encode(audio[:1]), "decode": lambda: mel.decode(mel_frames),
+              "stream t=3": lambda: stream(mel.stream_decoder, mel_frames, 3),
+              "stream t=20": lambda: stream(mel.stream_decoder, mel_frames, 20)}, max(1, args.repeats // 2))
+    for name, value in t.items():
+        ratio = f"   ratio to one-shot decode {value / t['decode']:4.2f}" if name.startswith("stream") else ""
+        print(f"{name:12s} {value / seconds * 1000:6.1f} ms/s{ratio}")
+    print(f"(mel streaming is approximate: {mel.stream_context_frames} context frames re-estimated per push)")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ class MelLatent(LatentSpace):
         """log-mel ``[B, T, D]`` -> linear magnitude ``[B, F, T + 1]`` (last frame repeated, so an
         inverse STFT yields exactly ``T * 320`` samples)."""
         mel = (frames.float() * LOG_MEL_STD + LOG_MEL_MEAN).exp()
-        magnitude = (mel @ self.fbank_pinv).clamp_min(0.0).transpose(1, 2)
+        # floor at the encoder's floor, not 0: exact zeros drive Griffin-Lim's phases into
+        # denormal floats, which made decoding ~20x slower on x86
+        magnitude = (mel @ self.fbank_pinv).clamp_min(LOG_MEL_FLOOR).transpose(1, 2)
         return torch.cat([magnitude, magnitude[..., -1:]], dim=-1)
 
     def decode(self, frames: torch.Tensor) -> torch.Tensor:
