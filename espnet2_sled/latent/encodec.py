@@ -121,7 +121,10 @@ class EncodecLatent(LatentSpace):
             return self.decoder(frames.float().transpose(1, 2))[:, 0]
 
     def stream_decoder(self, batch_size: int = 1) -> "EncodecStreamingDecoder":
-        """A stateful decoder: ``push(frames [B, t, 128]) -> audio [B, t * 320]``."""
+        """A stateful decoder: ``push(frames [B, t, 128]) -> audio [B, t * 320]``.
+
+        It always pads the stream's start by replication, so its output equals ``decode``
+        for ``decoder_padding="replicate"`` (the default), not for ``"reflect"``."""
         self._check_ready()
         return EncodecStreamingDecoder(self, batch_size)
 
