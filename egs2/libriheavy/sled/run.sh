@@ -23,7 +23,8 @@ fi
 
 if [ "${mini}" = true ]; then
     # flite/espeak-ng corpus written on the fly (local/make_mini_corpus.py); log-mel
-    # latents need no codec weights; everything runs on CPU with 2 jobs. Training is a
+    # latents need no codec weights; everything runs on CPU with 2 jobs; 12 of the 25 test
+    # utterances are decoded in each mode, at most 4 s each (CPU decoding is slow). Training is a
     # single process here, so let it use both cores (path.sh keeps a value already set).
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
     opts=(
@@ -42,7 +43,8 @@ if [ "${mini}" = true ]; then
         --streaming_config conf/tuning/train_sled_streaming_small.yaml
         --decode_modes "offline streaming clone continuation"
         --prompt_seconds 1.5
-        --inference_args "--max_frames 600"
+        --decode_max_utts 12
+        --inference_args "--max_frames 300"
     )
 else
     # LibriHeavy (cased + punctuated manifests), Encodec 24 kHz latents at 75 Hz.

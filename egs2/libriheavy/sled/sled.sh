@@ -76,6 +76,7 @@ inference_config=""
 inference_args=""
 inference_model=valid.loss.best.pth
 decode_modes="offline" # any of: offline streaming clone continuation
+decode_max_utts=0      # > 0: decode only this many utterances per set (spread evenly over the sorted keys)
 prompt_seconds=3       # continuation: prompt length
 score_metrics="wer,spk_sim,dnsmos,rtf"
 score_groundtruth=true # also score the real audio of each test set (ASR floor, DNSMOS of data)
@@ -433,12 +434,19 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             else
                 run_to "${keys}" cut -d' ' -f1 "data/${s}/text"
             fi
+            if [ "${decode_max_utts}" -gt 0 ] && [ "$(count_lines "${keys}")" -gt "${decode_max_utts}" ]; then
+                run_to "${keys}.subset" awk -v n="$(count_lines "${keys}")" -v m="${decode_max_utts}" \
+                    'int((NR - 1) * m / n) != int(NR * m / n)' "${keys}"
+                mv "${keys}.subset" "${keys}"
+            fi
             n_utt=$(count_lines "${keys}")
-            if [ -f "${out}/.done" ] && [ "${out}/.done" -nt "${exp}/${inference_model}" ]; then
+            if [ -f "${out}/.done" ] && [ "${out}/.done" -nt "${exp}/${inference_model}" ] && \
+               [ "$(awk '{ print $1 + $3 }' "${out}/.done")" -eq "${n_utt}" ]; then
                 log "${out} is complete ($(cat "${out}/.done")); skipping"
                 continue
             fi
-            rm -f "${out}/.done"
+            # not resumable per utterance: start this set afresh
+            rm -rf "${out}/.done" "${out}/wav" "${out}/wav.scp" "${out}"/logdir/output.*
             _nj=$(min "${inference_nj}" "${n_utt}")
             split_args=()
             for n in $(seq "${_nj}"); do split_args+=("${out}/logdir/keys.${n}.scp"); done
