@@ -338,6 +338,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref_wav_scp", type=Path, help="reference audio of the same utterance ids")
     parser.add_argument("--ref_segments", type=Path, help="segments for --ref_wav_scp")
     parser.add_argument("--prompt_wav_scp", type=Path, help="utt_id -> voice prompt audio")
+    parser.add_argument("--keys", type=Path, help="score only these utterances (first column)")
     parser.add_argument("--expected_keys", type=Path,
                         help="utterances that should have audio; those without count as failures")
     parser.add_argument("--timing", type=Path, help="decoder timing log (JSON lines); skipped if absent")
@@ -352,6 +353,12 @@ def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (score) %(levelname)s: %(message)s")
     metrics = [m for m in args.metrics.split(",") if m]
     hyp = read_audio_table(args.wav_scp, args.wav_dir, args.segments)
+    if args.keys is not None:
+        wanted = read_table(args.keys)
+        absent = [k for k in wanted if k not in hyp]
+        if absent:
+            raise KeyError(f"{len(absent)} key(s) of {args.keys} have no audio, e.g. '{absent[0]}'")
+        hyp = {k: v for k, v in hyp.items() if k in wanted}
     texts = read_table(args.text) if args.text else None
     ref = read_audio_table(args.ref_wav_scp, None, args.ref_segments) if args.ref_wav_scp else None
     prompt = read_audio_table(args.prompt_wav_scp) if args.prompt_wav_scp else None

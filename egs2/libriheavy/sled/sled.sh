@@ -488,9 +488,15 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     }
     if [ "${score_groundtruth}" = true ]; then
         for s in ${all_test_sets}; do
-            add_task "${expdir}/groundtruth_scores/${s}" --wav_scp "data/${s}/wav.scp" \
-                --segments "data/${s}/segments" --text "data/${s}/text" --metrics wer,dnsmos \
-                --title "ground truth: ${s}"
+            # the same utterances stage 7 decodes (all, or the --decode_max_utts subset)
+            gt=${expdir}/groundtruth_scores/${s}
+            [ "${decode_max_utts}" -gt 0 ] && gt+=_subset${decode_max_utts}
+            mkdir -p "${gt}"
+            run_to "${gt}/keys" awk -v n="$(count_lines "data/${s}/text")" -v m="${decode_max_utts}" \
+                'm <= 0 || m >= n || int((NR - 1) * m / n) != int(NR * m / n) { print $1 }' "data/${s}/text"
+            add_task "${gt}" --wav_scp "data/${s}/wav.scp" --segments "data/${s}/segments" \
+                --keys "${gt}/keys" --text "data/${s}/text" --metrics wer,dnsmos \
+                --title "ground truth: ${s} ($(count_lines "${gt}/keys") utterances)"
         done
     fi
     for mode in ${decode_modes}; do
