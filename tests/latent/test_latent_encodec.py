@@ -126,7 +126,7 @@ def test_cache_lookup_finds_meta_file(tmp_path, monkeypatch, encodec):
     from encodec import EncodecModel
 
     reference = EncodecModel.encodec_model_24khz(pretrained=False).state_dict()
-    from conftest import fill_reference_state
+    from latent_testutils import fill_reference_state
 
     target = tmp_path / "torch" / "hub" / "checkpoints" / weights_mod.META_FILE
     target.parent.mkdir(parents=True)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import fill_reference_state
+from latent_testutils import fill_reference_state
 from espnet2_sled.latent import EncodecLatent
 
 LENGTHS = [1, 321, 24000 + 17]
