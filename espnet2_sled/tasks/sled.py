@@ -53,6 +53,23 @@ class SLEDInputCheck:
 
 
 class SLEDTask(TTSTask):
+    _building_from_checkpoint = False
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace):
+        model = super().build_model(args)
+        if not cls._building_from_checkpoint:
+            model.tts.load_latent_weights()  # training: the codec file; decoding: the checkpoint
+        return model
+
+    @classmethod
+    def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+        cls._building_from_checkpoint = model_file is not None
+        try:
+            return super().build_model_from_file(config_file, model_file, device)
+        finally:
+            cls._building_from_checkpoint = False
+
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)

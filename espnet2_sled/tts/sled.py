@@ -79,16 +79,37 @@ class SLED(AbsTTS):
             attention_dropout, activation_dropout, generator_width, generator_depth, noise_dim,
         )
         self.latent_space = None
+        self.latent_name, self.latent_weights = latent, None
         if latent is not None:
             from espnet2_sled.latent import build_latent_space
 
-            self.latent_space = build_latent_space(latent, **(latent_conf or {}))
+            conf = dict(latent_conf or {})
+            if "weights" in conf or latent == "encodec":
+                # Codec weights come from the checkpoint when one is loaded; from the file only
+                # when training starts (SLEDTask.build_model -> load_latent_weights). So a
+                # packed model decodes on a machine that has no codec file.
+                self.latent_weights = conf.get("weights")
+                if self.latent_weights not in ("random", "deferred"):
+                    conf["weights"] = "deferred"
+            self.latent_conf = conf
+            self.latent_space = build_latent_space(latent, **conf)
             if self.latent_space.latent_dim != odim:
                 raise ValueError(
                     f"latent space '{latent}' has width {self.latent_space.latent_dim} but the data "
                     f"(odim) has {odim}; extract the latents with the same latent_conf"
                 )
             self.latent_space.requires_grad_(False)
+
+    def load_latent_weights(self) -> None:
+        """Fill a deferred codec from its weights file (or the usual caches when None)."""
+        if self.latent_space is None or self.latent_conf.get("weights") != "deferred":
+            return
+        if self.latent_weights == "deferred":
+            raise ValueError("latent_conf.weights is 'deferred': this config can only load a checkpoint that holds the codec")
+        from espnet2_sled.latent import build_latent_space
+
+        source = build_latent_space(self.latent_name, **dict(self.latent_conf, weights=self.latent_weights))
+        self.latent_space.load_state_dict(source.state_dict())
 
     # ESPnet's Text2Speech reads these.
     spks = None

@@ -104,3 +104,17 @@ def test_input_check_names_the_utterance():
     nan[2, 3] = np.inf
     with pytest.raises(ValueError, match="'u5' contain NaN or Inf"):
         check("u5", dict(text="abc", speech=nan))
+
+
+def test_codec_weights_come_from_the_checkpoint_not_the_file(tmp_path):
+    """A config naming a codec file decodes from a checkpoint on a machine without that file."""
+    missing = tmp_path / "encodec_24khz-d7cc33bc.th"
+    trained = tiny_sled(odim=128, latent="encodec", latent_conf=dict(weights="random")).eval()
+    deployed = tiny_sled(odim=128, latent="encodec", latent_conf=dict(weights=str(missing))).eval()
+    frames = torch.randn(6, 128)
+    with pytest.raises(RuntimeError, match="deferred"):
+        deployed.frames_to_wav(frames)
+    with pytest.raises(Exception, match="encodec_24khz"):
+        deployed.load_latent_weights()  # training from scratch needs the file: a clear error
+    deployed.load_state_dict(trained.state_dict(), strict=True)
+    assert torch.equal(deployed.frames_to_wav(frames), trained.frames_to_wav(frames))
