@@ -14,12 +14,14 @@ if [ -f "$stamp" ]; then exit 0; fi
 $venv/bin/python -m pip install -q "pip<26"
 $venv/bin/python -m pip install -c tools/constraints.txt -e ".[all]"
 $venv/bin/python -m pip check
-# Debian speech synthesizers for the mini corpus (recipe only; tests do not need them).
-if ! command -v flite >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+# Debian speech synthesizers for the mini corpus, and five real LibriVox utterances
+# (pocketsphinx-testdata) as an extra real-speech test set (recipe only; tests need none).
+if ! command -v flite >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
+   || [ ! -d /usr/share/pocketsphinx/test/data/librivox ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite espeak-ng sox >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite espeak-ng sox pocketsphinx-testdata >/dev/null
   else
-    echo "install.sh: flite, espeak-ng and sox are needed by the mini recipe; install them with your package manager" >&2
+    echo "install.sh: the mini recipe needs flite, espeak-ng, sox (and optionally pocketsphinx-testdata); install them with your package manager" >&2
   fi
 fi
 rm -f $venv/.installed-* && touch "$stamp"

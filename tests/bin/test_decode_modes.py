@@ -80,3 +80,25 @@ def test_continuation_mode(streaming_exp, tmp_path):
     assert len(wav) == (3 + 12) * 320  # 0.04 s = 3 frames of prefix kept in front
     feats = kaldiio.load_scp(str(data / "feats.scp"))
     assert feats["utt001"].shape[1] == 8
+
+
+def test_streaming_fine_tune_from_offline_checkpoint(tmp_path):
+    """Stage 6: a streaming config initialised from an offline model through --init_param."""
+    import torch
+
+    data = tmp_path / "data"
+    write_dataset(data, odim=8)
+    offline = tmp_path / "offline"
+    conf = yaml.safe_load(DEBUG_CONF.read_text())
+    conf.update(max_epoch=1, num_iters_per_epoch=1)
+    (tmp_path / "offline.yaml").write_text(yaml.safe_dump(conf))
+    sled_train.main(train_args(data, offline, config=tmp_path / "offline.yaml"))
+    conf["tts_conf"].update(layout="packed", stop_threshold=0.5)
+    conf.update(optim_conf=dict(lr=0.0))  # lr 0: the fine-tuned weights must equal the initial ones
+    (tmp_path / "streaming.yaml").write_text(yaml.safe_dump(conf))
+    streaming = tmp_path / "streaming"
+    sled_train.main(train_args(data, streaming, config=tmp_path / "streaming.yaml",
+                               extra=["--init_param", str(offline / "1epoch.pth")]))
+    a, b = torch.load(offline / "1epoch.pth"), torch.load(streaming / "1epoch.pth")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert yaml.safe_load((streaming / "config.yaml").read_text())["tts_conf"]["layout"] == "packed"
