@@ -325,6 +325,21 @@ train_data_opts() {
         --fold_length "${text_fold_length}" --fold_length "${speech_fold_length}"
 }
 
+# The latent space the latents were extracted with (dump/latents/<train>/latent.yaml) is
+# attached to the model, so that decoding produces audio and encodes voice prompts.
+latent_model_opts() {
+    ${python} - "${latent_dir}/${train_set}/latent.yaml" "${latent_weights}" <<'PYEOF'
+import json, sys
+import yaml
+with open(sys.argv[1]) as f:
+    info = yaml.safe_load(f)
+conf = dict(info.get("latent_conf") or {})
+if info["latent"] == "encodec":
+    conf["weights"] = sys.argv[2]
+print("--tts_conf", "latent=" + info["latent"], "--tts_conf", "latent_conf=" + json.dumps(conf, separators=(",", ":")))
+PYEOF
+}
+
 train_one() {  # train_one EXP_DIR CONFIG EXTRA_ARGS...
     local exp=$1 config=$2
     shift 2
@@ -342,6 +357,7 @@ train_one() {  # train_one EXP_DIR CONFIG EXTRA_ARGS...
         ${python} -m espnet2_sled.bin.sled_train \
             --config "${config}" \
             $(train_data_opts) \
+            $(latent_model_opts) \
             --resume true \
             --output_dir "${exp}" \
             "$@"
@@ -387,21 +403,7 @@ decode_dir() {  # decode_dir MODE -> model exp dir and output root for that mode
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     begin_stage 7 "decoding (${decode_modes})"
     _ngpu=0; [ "${gpu_inference}" = true ] && _ngpu=1
-    inference_help=""
-    cli_supports() {  # cli_supports --option: does sled_inference accept it? (help read once)
-        [ -n "${inference_help}" ] || inference_help=$(${python} -m espnet2_sled.bin.sled_inference --help 2>/dev/null || echo none)
-        grep -q -- "$1[ =,]" <<< "${inference_help}"
-    }
     for mode in ${decode_modes}; do
-        needed=""
-        case "${mode}" in
-            streaming) needed=--streaming ;; clone) needed=--prompt_wav_scp ;; continuation) needed=--continuation_seconds ;;
-        esac
-        if [ -n "${needed}" ] && ! cli_supports "${needed}"; then
-            log "warning: espnet2_sled.bin.sled_inference has no ${needed} option yet; skipping ${mode} decoding"
-            note "skipped ${mode}: sled_inference has no ${needed}"
-            continue
-        fi
         case "${mode}" in
             offline) exp=${sled_exp}; mode_opts=() ;;
             streaming)
