@@ -116,6 +116,9 @@ def normalize_text(text: str) -> str:
 # --------------------------------------------------------------------------------------
 # scorers
 # --------------------------------------------------------------------------------------
+MIN_SCORABLE_SAMPLES = SCORE_RATE // 10  # under 0.1 s counts as no audio
+
+
 class PocketsphinxASR:
     """pocketsphinx with its bundled English acoustic model, LM and dictionary."""
 
@@ -238,9 +241,13 @@ def score(
     errors = words = 0
     sims, prompt_sims = [], []
     mos: Dict[str, List[float]] = {}
+    too_short = set()
     for utt in tqdm(sorted(hyp_audio), desc="scoring", disable=not progress, file=sys.stderr):
-        row = per_utt.setdefault(utt, {})
         audio = load_audio(hyp_audio[utt])
+        if audio.shape[0] < MIN_SCORABLE_SAMPLES:  # the decoder stopped at once: nothing to rate
+            too_short.add(utt)
+            continue
+        row = per_utt.setdefault(utt, {})
         if asr is not None:
             hyp = asr(audio)
             e, n = word_errors(texts[utt], hyp)
@@ -259,7 +266,7 @@ def score(
                 row[k] = v
                 mos.setdefault(k, []).append(v)
 
-    missing = sorted(set(missing) - set(hyp_audio))
+    missing = sorted((set(missing) - set(hyp_audio)) | too_short)
     if asr is not None:
         for utt in missing:
             if utt not in texts:
@@ -269,9 +276,9 @@ def score(
             per_utt.setdefault(utt, {}).update(wer=1.0, hyp="")
     summary: Dict[str, dict] = {}
     if missing:
-        summary["missing_audio"] = {"value": float(len(missing)), "n": len(hyp_audio) + len(missing)}
+        summary["missing_audio"] = {"value": float(len(missing)), "n": len(set(hyp_audio) | set(missing))}
     if asr is not None:
-        summary["wer"] = {"value": errors / max(words, 1), "n": len(hyp_audio) + len(missing), "words": words}
+        summary["wer"] = {"value": errors / max(words, 1), "n": len(set(hyp_audio) | set(missing)), "words": words}
     if sims:
         summary["spk_sim"] = {"value": float(np.mean(sims)), "n": len(sims)}
     if prompt_sims:

@@ -117,3 +117,15 @@ def test_missing_audio_counts_as_deleted_words(score_module, flite_wavs):
     errors_u1 = alone["wer"]["value"] * 9
     assert with_missing["wer"]["value"] == pytest.approx((errors_u1 + 9) / 18)
     assert per_utt["u2"]["wer"] == 1.0
+
+
+def test_empty_audio_counts_as_missing(score_module, flite_wavs, tmp_path):
+    import soundfile as sf
+
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, [], 24000)
+    hyp = entries({"u1": flite_wavs["slt"]["u1"], "u2": str(empty)})
+    summary, per_utt = score_module.score(hyp, SENTENCES, metrics=("wer", "dnsmos"), progress=False)
+    assert summary["missing_audio"] == {"value": 1.0, "n": 2}
+    assert per_utt["u2"] == {"wer": 1.0, "hyp": ""}
+    assert summary["dnsmos_ovrl"]["n"] == 1
