@@ -41,7 +41,8 @@ if [ "${mini}" = true ]; then
         --nbpe 256
         --train_config conf/tuning/train_sled_small.yaml
         --streaming_config conf/tuning/train_sled_streaming_small.yaml
-        --decode_modes "offline streaming clone continuation"
+        --decode_modes "resynthesis offline streaming clone continuation"
+        --check_learning true
         --prompt_seconds 1.5
         --decode_max_utts 12
         --inference_args "--max_frames 300"
@@ -61,7 +62,7 @@ else
         --nbpe 5000
         --train_config conf/tuning/train_sled.yaml
         --streaming_config conf/tuning/train_sled_streaming.yaml
-        --decode_modes "offline streaming clone continuation"
+        --decode_modes "resynthesis offline streaming clone continuation"
     )
 fi
 

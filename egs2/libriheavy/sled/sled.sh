@@ -75,11 +75,12 @@ speech_fold_length=800
 inference_config=""
 inference_args=""
 inference_model=valid.loss.best.pth
-decode_modes="offline" # any of: offline streaming clone continuation
+decode_modes="offline" # any of: offline streaming clone continuation resynthesis
 decode_max_utts=0      # > 0: decode only this many utterances per set (spread evenly over the sorted keys)
 prompt_seconds=3       # continuation: prompt length
 score_metrics="wer,spk_sim,dnsmos,rtf"
 score_groundtruth=true # also score the real audio of each test set (ASR floor, DNSMOS of data)
+check_learning=false   # stage 8: trained vs untrained model (held-out energy distance must improve)
 
 # ---- packing (stage 9)
 pack_name=""
@@ -410,7 +411,9 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 if [ "${streaming_enabled}" = false ]; then log "no streaming model; skipping streaming decoding"; continue; fi
                 exp=${streaming_exp}; mode_opts=(--streaming true) ;;
             clone|continuation) exp=${sled_exp}; mode_opts=() ;;
-            *) echo "$0: unknown decode mode '${mode}' (offline streaming clone continuation)" >&2; exit 1 ;;
+            resynthesis)  # the latent space's upper bound: reference latents -> audio
+                exp=${sled_exp}; mode_opts=(--use_teacher_forcing true) ;;
+            *) echo "$0: unknown decode mode '${mode}' (offline streaming clone continuation resynthesis)" >&2; exit 1 ;;
         esac
         require_file "${exp}/${inference_model}" "Train the model first (stage 5/6)."
         for s in ${all_test_sets}; do
@@ -433,6 +436,9 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                                --data_path_and_name_and_type "${latent_dir}/${s}/feats.scp,speech,kaldi_ark")
                 fi
                 run_to "${keys}" cut -d' ' -f1 "${out}/prompts/prompt_wav.scp"
+            elif [ "${mode}" = resynthesis ]; then
+                set_opts+=(--data_path_and_name_and_type "${latent_dir}/${s}/feats.scp,speech,kaldi_ark")
+                run_to "${keys}" cut -d' ' -f1 "data/${s}/text"
             else
                 run_to "${keys}" cut -d' ' -f1 "data/${s}/text"
             fi
@@ -528,6 +534,17 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
         # shellcheck disable=SC2086
         run ${decode_cmd} --max-jobs-run "${inference_nj}" JOB=1:${#tasks[@]} "${task_dir}/score.JOB.log" \
             bash "${task_dir}/score.JOB.sh"
+    fi
+    if [ "${check_learning}" = true ]; then
+        # trained vs untrained on the first test set: held-out energy distance (must be
+        # lower, else this stage fails) and WER of the offline decoding (reported)
+        s=$(echo ${all_test_sets} | cut -d' ' -f1)
+        out=$(decode_dir offline)/${s}
+        require_file "${out}/.done" "check_learning needs the offline decoding of ${s} (stage 7)."
+        run ${python} local/check_learning.py --exp "${sled_exp}" --model "${inference_model}" \
+            --data "data/${s}" --latents "${latent_dir}/${s}/feats.scp" --decode_dir "${out}" \
+            --out "${sled_exp}/learning"
+        results+=("${sled_exp}/learning/learning.md")
     fi
     if [ ${#results[@]} -gt 0 ]; then
         mkdir -p "${sled_exp}"
