@@ -3,7 +3,7 @@
 # beat the untrained one (stage 8's check_learning already fails the run otherwise).
 set -uo pipefail
 cd "$(dirname "$0")/../egs2/libriheavy/sled"
-exp=$(ls -d exp/sled_*_mel_bpe 2>/dev/null | grep -v streaming | head -n 1)
+exp=$(ls -d exp/sled_train_*_mel_bpe 2>/dev/null | grep -v streaming | head -n 1)
 missing=0
 check() { for f in "$@"; do [ -s "$f" ] || { echo "CI: missing or empty: $f" >&2; missing=1; }; done; }
 check data/mini_train/wav.scp data/mini_train/segments data/mini_test/text            # stage 1
