@@ -40,6 +40,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from espnet2_sled.fileio import read_table  # noqa: F401 (used below and by callers)
+
 SCORE_RATE = 16000  # every scorer here works at 16 kHz
 ALL_METRICS = ("wer", "spk_sim", "dnsmos", "rtf")
 
@@ -50,20 +52,6 @@ AudioEntry = Tuple[str, float, Optional[float]]
 # --------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------
-def read_table(path: Path) -> Dict[str, str]:
-    """Kaldi-style ``key value...`` file -> {key: value}."""
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                continue
-            if parts[0] in table:
-                raise ValueError(f"{path}:{lineno}: key '{parts[0]}' appears twice")
-            table[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return table
-
-
 def read_audio_table(wav_scp: Optional[Path] = None, wav_dir: Optional[Path] = None,
                      segments: Optional[Path] = None) -> Dict[str, AudioEntry]:
     """{utt_id: (path, start, end)} from a wav.scp (+ segments) or a folder of ``<utt>.wav``."""

@@ -24,6 +24,7 @@ from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from tqdm import tqdm
 
+from espnet2_sled.fileio import read_table as read_kaldi_table
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech  # noqa: F401 (re-exported)
 
@@ -104,13 +105,7 @@ class OutputWriter:
 
 
 def read_table(path: str, what: str) -> Dict[str, str]:
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                continue
-            table[parts[0]] = parts[1] if len(parts) > 1 else ""
+    table = read_kaldi_table(path)
     if not table:
         raise ValueError(f"{what} '{path}' is empty")
     return table
