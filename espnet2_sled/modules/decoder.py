@@ -31,11 +31,13 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
+def rotary_inv_freq(head_dim: int, theta: float) -> torch.Tensor:
+    """``[head_dim / 2]`` rotation frequencies (HF Llama's, no scaling)."""
+    return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+
+
+def rotary_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype):
     """positions ``[B, L]`` -> (cos, sin) each ``[B, 1, L, head_dim]``."""
-    inv_freq = 1.0 / (
-        theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    )
     angles = positions.float()[..., None] * inv_freq  # [B, L, hd/2]
     angles = torch.cat([angles, angles], dim=-1)[:, None]  # [B, 1, L, hd]
     return angles.cos().to(dtype), angles.sin().to(dtype)
@@ -171,6 +173,9 @@ class Decoder(nn.Module):
             for _ in range(layers)
         )
         self.norm = RMSNorm(dim, norm_eps)
+        # A constant of the model, computed once (not per decode step). A plain fp32 tensor,
+        # not a buffer: model.to(dtype=half) must not round the rotation frequencies.
+        self.inv_freq = rotary_inv_freq(self.head_dim, rope_theta)
 
     def new_cache(self, rows: int, capacity: int, device, dtype) -> KVCache:
         return KVCache(len(self.layers), rows, self.heads, self.head_dim, capacity, device, dtype)
@@ -189,7 +194,9 @@ class Decoder(nn.Module):
         """
         L = x.shape[1]
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        rope = rotary_cos_sin(positions, self.head_dim, self.rope_theta, dtype)
+        if self.inv_freq.device != positions.device:
+            self.inv_freq = self.inv_freq.to(positions.device)
+        rope = rotary_cos_sin(positions, self.inv_freq, dtype)
         if cache is None:
             span, mask = None, attention_mask(visible, L, 0)
         else:
