@@ -43,30 +43,29 @@ def test_checkpoint_round_trips_strictly_through_espnet_loading(trained):
     model.load_state_dict(saved, strict=True)
 
 
-def test_cli_decoding_writes_espnet_outputs(trained, tmp_path):
-    data, exp = trained
-    out = tmp_path / "decode"
+def cli_decode(data, exp, out, batch_size):
+    """Decode the data dir through the CLI; returns {key: npy path} of the generated latents."""
     sled_inference.main([
         "--output_dir", str(out), "--train_config", str(exp / "config.yaml"),
         "--model_file", str(exp / "2epoch.pth"), "--data_path_and_name_and_type", f"{data}/text,text,text",
-        "--max_frames", "20", "--batch_size", "3", "--cfg_scale", "1.5", "--seed", "7",
+        "--max_frames", "20", "--batch_size", str(batch_size), "--cfg_scale", "1.5", "--seed", "7",
     ])
+    return dict(line.split() for line in (out / "norm/feats.scp").read_text().splitlines())
+
+
+def test_cli_decoding_writes_espnet_outputs(trained, tmp_path):
+    data, exp = trained
+    out = tmp_path / "decode"
+    scp = cli_decode(data, exp, out, batch_size=3)
     shapes = dict(line.split() for line in (out / "speech_shape/speech_shape").read_text().splitlines())
     assert len(shapes) == 8 and all(int(s.split(",")[1]) == 8 for s in shapes.values())
     timing = [json.loads(line) for line in (out / "timing.jsonl").read_text().splitlines()]
     assert [t["utt_id"] for t in timing] == sorted(shapes)
-    scp = dict(line.split() for line in (out / "norm/feats.scp").read_text().splitlines())
     feat = np.load(scp["utt003"])
     assert feat.shape[1] == 8 and np.isfinite(feat).all()
 
     # batch size must not change an utterance's frames (per-utterance noise streams)
-    out1 = tmp_path / "decode1"
-    sled_inference.main([
-        "--output_dir", str(out1), "--train_config", str(exp / "config.yaml"),
-        "--model_file", str(exp / "2epoch.pth"), "--data_path_and_name_and_type", f"{data}/text,text,text",
-        "--max_frames", "20", "--batch_size", "1", "--cfg_scale", "1.5", "--seed", "7",
-    ])
-    scp1 = dict(line.split() for line in (out1 / "norm/feats.scp").read_text().splitlines())
+    scp1 = cli_decode(data, exp, tmp_path / "decode1", batch_size=1)
     for key in ("utt000", "utt005"):
         a, b = np.load(scp[key]), np.load(scp1[key])
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
