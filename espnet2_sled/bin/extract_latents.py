@@ -351,7 +351,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--latent", default="encodec", choices=["encodec", "mel"])
     parser.add_argument("--latent_conf", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="constructor options of the latent space, e.g. latent_dim=80")
+                        help="constructor options of the latent space, e.g. n_mels=80 stack=3 (mel)")
     parser.add_argument("--weights", default=None,
                         help="encodec weights: PATH (.th or HF dir) or 'random' (tests only); "
                              "default: the offline caches")

@@ -1,6 +1,6 @@
-"""Latent spaces SLED models: audio <-> continuous frames at 75 Hz (24 kHz, hop 320).
+"""Latent spaces SLED models: audio <-> continuous frames (Encodec: 75 Hz, 24 kHz, hop 320).
 
-``build_latent_space("encodec", weights=...)`` or ``build_latent_space("mel", latent_dim=80)``.
+``build_latent_space("encodec", weights=...)`` or ``build_latent_space("mel", n_mels=80, stack=3)``.
 No ESPnet imports here: this package is usable on its own.
 """
 

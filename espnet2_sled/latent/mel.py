@@ -1,8 +1,11 @@
-"""Weight-free log-mel latent space at 24 kHz / 75 Hz, decoded with Griffin-Lim.
+"""Weight-free log-mel latent space at 24 kHz, decoded with Griffin-Lim.
 
 It exists so that the recipe produces audible speech without any pretrained weights.
-Frames line up with Encodec's: frame ``t`` is centred on sample ``320 t`` and
-``T = ceil(S / 320)``. Values are ``(ln(max(mel, 1e-5)) - LOG_MEL_MEAN) / LOG_MEL_STD``
+Mel frames line up with Encodec's: mel frame ``t`` is centred on sample ``320 t`` and there
+are ``ceil(S / 320)`` of them (75 Hz). ``stack = k`` concatenates k consecutive mel frames
+into one latent frame (width ``k * n_mels``, ``75 / k`` Hz, ``T = ceil(S / (320 k))``, the
+audio zero-padded to whole frames): k times fewer autoregressive steps for the same audio,
+which is what lets the CPU mini recipe learn an alignment in minutes. Values are ``(ln(max(mel, 1e-5)) - LOG_MEL_MEAN) / LOG_MEL_STD``
 with fixed constants (no data statistics), about [-2, 2] for speech at normal level.
 
 Decoding: mel -> linear magnitude by the filterbank's pseudo-inverse (clamped at 0), then
@@ -26,55 +29,66 @@ LOG_MEL_STD = 3.0
 
 
 class MelLatent(LatentSpace):
-    """Log-mel frames ``[B, T, latent_dim]``; ``decode`` returns ``[B, T * 320]`` by Griffin-Lim.
+    """Log-mel frames ``[B, T, latent_dim]``; ``decode`` returns ``[B, T * hop_length]``.
 
     Args:
-        latent_dim: number of mel bands (frame width D).
+        n_mels: number of mel bands of one 75-Hz mel frame.
+        stack: mel frames per latent frame (``latent_dim = stack * n_mels``,
+            ``hop_length = 320 * stack``).
         n_fft / win_length: STFT size; 1280 = 4 hops gives Griffin-Lim 75 % overlap.
         f_min / f_max: mel band edges in Hz (``f_max`` None -> 12000, Nyquist).
         griffin_lim_iters: phase-reconstruction iterations of ``decode`` (quality vs cost).
-        stream_context_frames: past frames re-used by the streaming decoder.
+        stream_context_frames: past 75-Hz mel frames re-used by the streaming decoder.
         stream_griffin_lim_iters: iterations per push when streaming (fewer: the past is
             already fixed, and every push pays for its context frames again).
     """
 
     sample_rate = 24000
-    hop_length = 320
+    mel_hop = 320  # samples per mel frame (75 Hz); a latent frame holds ``stack`` of them
 
-    def __init__(self, latent_dim: int = 80, n_fft: int = 1280, win_length: int = 1280,
+    def __init__(self, n_mels: int = 80, stack: int = 1, n_fft: int = 1280, win_length: int = 1280,
                  f_min: float = 0.0, f_max: Optional[float] = None, griffin_lim_iters: int = 32,
                  stream_context_frames: int = 8, stream_griffin_lim_iters: int = 16):
         super().__init__()
         import torchaudio.functional as AF
 
+        if n_mels < 1 or stack < 1:
+            raise ValueError(f"n_mels={n_mels}, stack={stack}; expected positive integers")
         if win_length > n_fft:
             raise ValueError(f"win_length={win_length} > n_fft={n_fft}; expected win_length <= n_fft")
-        self.latent_dim = latent_dim
+        self.n_mels, self.stack = n_mels, stack
+        self.latent_dim = n_mels * stack
+        self.hop_length = self.mel_hop * stack
         self.n_fft = n_fft
         self.griffin_lim_iters = griffin_lim_iters
         self.stream_context_frames = stream_context_frames
         self.stream_griffin_lim_iters = stream_griffin_lim_iters
         window = torch.hann_window(win_length)
         window = torch.nn.functional.pad(window, ((n_fft - win_length) // 2, (n_fft - win_length + 1) // 2))
-        fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or self.sample_rate / 2, latent_dim,
+        fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or self.sample_rate / 2, n_mels,
                                    self.sample_rate, norm="slaney", mel_scale="slaney")  # [F, D]
         self.register_buffer("window", window, persistent=False)
         self.register_buffer("fbank", fbank, persistent=False)
         self.register_buffer("fbank_pinv", torch.linalg.pinv(fbank), persistent=False)  # [D, F]
 
     def encode(self, audio: torch.Tensor, sample_rate: Optional[int] = None) -> torch.Tensor:
-        """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` -> log-mel ``[B, ceil(S/320), latent_dim]`` fp32."""
+        """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` -> ``[B, ceil(S / hop_length), latent_dim]`` fp32."""
         audio = as_batch(audio, sample_rate or self.sample_rate, self.sample_rate)
         frames = math.ceil(audio.shape[-1] / self.hop_length)
+        mel_frames = frames * self.stack
         with torch.autocast(audio.device.type, enabled=False), torch.no_grad():
             audio = torch.nn.functional.pad(audio, (0, frames * self.hop_length - audio.shape[-1]))
-            magnitude = stft(audio, self.n_fft, self.hop_length, self.window).abs()[..., :frames]
-            mel = (magnitude.transpose(1, 2) @ self.fbank).clamp_min(LOG_MEL_FLOOR)
-            return (mel.log() - LOG_MEL_MEAN) / LOG_MEL_STD
+            magnitude = stft(audio, self.n_fft, self.mel_hop, self.window).abs()[..., :mel_frames]
+            mel = (magnitude.transpose(1, 2) @ self.fbank).clamp_min(LOG_MEL_FLOOR)  # [B, T k, n_mels]
+            return ((mel.log() - LOG_MEL_MEAN) / LOG_MEL_STD).reshape(mel.shape[0], frames, self.latent_dim)
+
+    def unstack(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, T, stack * n_mels]`` -> 75-Hz mel frames ``[B, T * stack, n_mels]``."""
+        return frames.reshape(frames.shape[0], frames.shape[1] * self.stack, self.n_mels)
 
     def magnitude(self, frames: torch.Tensor) -> torch.Tensor:
-        """log-mel ``[B, T, D]`` -> linear magnitude ``[B, F, T + 1]`` (last frame repeated, so an
-        inverse STFT yields exactly ``T * 320`` samples)."""
+        """75-Hz log-mel ``[B, T, n_mels]`` -> linear magnitude ``[B, F, T + 1]`` (last frame
+        repeated, so an inverse STFT yields exactly ``T * 320`` samples)."""
         mel = (frames.float() * LOG_MEL_STD + LOG_MEL_MEAN).exp()
         # floor at the encoder's floor, not 0: exact zeros drive Griffin-Lim's phases into
         # denormal floats, which made decoding ~20x slower on x86
@@ -82,13 +96,13 @@ class MelLatent(LatentSpace):
         return torch.cat([magnitude, magnitude[..., -1:]], dim=-1)
 
     def decode(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames ``[B, T, latent_dim]`` -> audio ``[B, T * 320]`` fp32 (Griffin-Lim)."""
+        """frames ``[B, T, latent_dim]`` -> audio ``[B, T * hop_length]`` fp32 (Griffin-Lim)."""
         _check_frames(frames, self.latent_dim)
         if frames.shape[1] == 0:
             return frames.new_zeros(frames.shape[0], 0)
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            return griffin_lim(self.magnitude(frames), self.n_fft, self.hop_length, self.window,
-                               self.griffin_lim_iters)
+            return griffin_lim(self.magnitude(self.unstack(frames)), self.n_fft, self.mel_hop,
+                               self.window, self.griffin_lim_iters)
 
     def stream_decoder(self, batch_size: int = 1) -> "MelStreamingDecoder":
         return MelStreamingDecoder(self, batch_size)
@@ -109,27 +123,27 @@ class MelStreamingDecoder(StreamingLatentDecoder):
     def __init__(self, latent: MelLatent, batch_size: int = 1):
         self.latent = latent
         self.batch_size = batch_size
-        self.past_frames: Optional[torch.Tensor] = None  # [B, <=context, D]
-        self.past_audio: Optional[torch.Tensor] = None  # [B, <=context * hop]
+        self.past_frames: Optional[torch.Tensor] = None  # 75-Hz mel [B, <=context, n_mels]
+        self.past_audio: Optional[torch.Tensor] = None  # [B, <=context * 320]
 
     def push(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames ``[B, t, latent_dim]`` -> audio ``[B, t * 320]``."""
+        """frames ``[B, t, latent_dim]`` -> audio ``[B, t * hop_length]``."""
         _check_frames(frames, self.latent.latent_dim)
         if frames.shape[0] != self.batch_size:
             raise ValueError(f"pushed frames have batch {frames.shape[0]}; this stream was opened "
                              f"with batch_size={self.batch_size}")
-        hop, new = self.latent.hop_length, frames.shape[1]
-        if new == 0:
+        if frames.shape[1] == 0:
             return frames.new_zeros(self.batch_size, 0)
-        frames = frames.float()
+        hop, mel = self.latent.mel_hop, self.latent.unstack(frames.float())
+        new = mel.shape[1]
         if self.past_frames is not None:
-            frames = torch.cat([self.past_frames, frames], dim=1)
-        with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
-            audio = griffin_lim(self.latent.magnitude(frames), self.latent.n_fft, hop,
+            mel = torch.cat([self.past_frames, mel], dim=1)
+        with torch.autocast(mel.device.type, enabled=False), torch.no_grad():
+            audio = griffin_lim(self.latent.magnitude(mel), self.latent.n_fft, hop,
                                 self.latent.window, self.latent.stream_griffin_lim_iters,
                                 prefix=self.past_audio)
         keep = self.latent.stream_context_frames
-        self.past_frames = frames[:, max(0, frames.shape[1] - keep):] if keep else None
+        self.past_frames = mel[:, max(0, mel.shape[1] - keep):] if keep else None
         self.past_audio = audio[:, max(0, audio.shape[1] - keep * hop):] if keep else None
         return audio[:, audio.shape[1] - new * hop:]
 

@@ -9,7 +9,8 @@ per-slot visibility flag, so one decoder serves training (whole sequence), prefi
 one-frame steps (through ``KVCache``), left-padded batches and the streaming layouts.
 """
 
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,18 @@ def attention_mask(visible_keys: torch.Tensor, num_queries: int, query_offset: i
     return mask[:, None]
 
 
+@dataclass
+class AttentionProbe:
+    """Asks ``Decoder.forward`` for the attention probabilities of the first ``heads`` heads
+    of each layer in ``layers``; filled in place as ``probs[layer]`` ``[B, heads, Lq, Lk]``
+    (before attention dropout). Used by the guided-attention loss; costs one extra
+    softmax(QK^T) over those heads only."""
+
+    layers: Tuple[int, ...]
+    heads: int
+    probs: Dict[int, torch.Tensor] = field(default_factory=dict)
+
+
 class Attention(nn.Module):
     def __init__(self, dim, heads, rope_theta, attention_dropout):
         super().__init__()
@@ -104,7 +117,8 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=False)
         self.o_proj = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x, rope, mask, cache: Optional[KVCache], layer: int, span: Optional[slice]):
+    def forward(self, x, rope, mask, cache: Optional[KVCache], layer: int, span: Optional[slice],
+                probe: Optional[AttentionProbe] = None):
         B, L, _ = x.shape
         q, k, v = (
             proj(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)
@@ -117,6 +131,10 @@ class Attention(nn.Module):
             cache.values[layer][:, :, span] = v
             k = cache.keys[layer][:, :, : span.stop]
             v = cache.values[layer][:, :, : span.stop]
+        if probe is not None and layer in probe.layers:
+            h = probe.heads
+            scores = (q[:, :h] @ k[:, :h].transpose(-1, -2).to(q.dtype)).float() * self.head_dim**-0.5
+            probe.probs[layer] = scores.masked_fill(~mask, float("-inf")).softmax(-1)
         dropout = self.attention_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
         return self.o_proj(y.transpose(1, 2).reshape(B, L, -1))
@@ -143,8 +161,8 @@ class Block(nn.Module):
         self.mlp = SwiGLU(dim, ffn_dim, activation_dropout)
         self.dropout = nn.Dropout(dropout)  # residual dropout, as upstream
 
-    def forward(self, x, rope, mask, cache, layer, span):
-        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rope, mask, cache, layer, span))
+    def forward(self, x, rope, mask, cache, layer, span, probe=None):
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rope, mask, cache, layer, span, probe))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -186,11 +204,13 @@ class Decoder(nn.Module):
         positions: torch.Tensor,
         visible: torch.Tensor,
         cache: Optional[KVCache] = None,
+        probe: Optional[AttentionProbe] = None,
     ) -> torch.Tensor:
         """x ``[B, L, dim]``, positions ``[B, L]`` (long), visible ``[B, L]`` (bool).
 
         Without a cache: causal attention over the visible slots of ``x``. With a cache:
         ``x`` is appended after the cached slots and attends to all visible ones.
+        ``probe`` (optional) collects attention probabilities of chosen layers/heads.
         """
         L = x.shape[1]
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
@@ -204,7 +224,7 @@ class Decoder(nn.Module):
             span = cache.reserve(L, visible)
             mask = attention_mask(cache.visible[:, : span.stop], L, offset)
         for i, block in enumerate(self.layers):
-            x = block(x, rope, mask, cache, i, span)
+            x = block(x, rope, mask, cache, i, span, probe)
         return self.norm(x)
 
 

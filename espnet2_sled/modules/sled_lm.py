@@ -6,19 +6,21 @@
     p_stop = sigmoid(w . h_t)                               (stop head)
 
 Training loss = energy distance between generator samples and the target frame (fp32)
-+ stop BCE with a large positive weight (the single "stop" position per utterance is rare).
++ stop BCE with a large positive weight (the single "stop" position per utterance is rare)
+[+ optional guided attention on chosen heads, ``modules/guided_attention.py``; off by default].
 This module is plain PyTorch; ESPnet glue lives in ``espnet2_sled.tts.sled``.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet2_sled.modules.decoder import Decoder, init_normal_
+from espnet2_sled.modules.decoder import AttentionProbe, Decoder, init_normal_
 from espnet2_sled.modules.energy_distance import energy_score_loss
 from espnet2_sled.modules.generator import FrameGenerator
+from espnet2_sled.modules.guided_attention import guided_attention_loss
 from espnet2_sled.modules.layout import Layout, build_layout
 
 
@@ -40,9 +42,14 @@ class SLEDLM(nn.Module):
         generator_depth: int = 6,
         noise_dim: int = 128,
         initializer_range: float = 0.02,
+        frame_dropout: float = 0.0,
     ):
         super().__init__()
         self.latent_dim, self.noise_dim = latent_dim, noise_dim
+        # Dropout on the embeddings of the frames fed back as input (training only; 0 = off,
+        # as upstream). Like Tacotron 2's pre-net dropout: the past frames alone then cannot
+        # predict the next one, so the model has to read the text early in training.
+        self.frame_dropout = frame_dropout
         self.embed_tokens = nn.Embedding(vocab_size, dim)
         self.frame_proj = nn.Linear(latent_dim, dim)
         self.input_norm = nn.LayerNorm(dim, eps=1e-6)
@@ -64,15 +71,18 @@ class SLEDLM(nn.Module):
             frames = frames.new_zeros(frames.shape[0], 1, frames.shape[2])
         frames_at = frames.gather(1, layout.frame_index.clamp(min=0)[..., None].expand(-1, -1, frames.shape[-1]))
         frame_emb = self.frame_proj(frames_at.to(self.frame_proj.weight.dtype))
+        if self.training and self.frame_dropout > 0:
+            frame_emb = F.dropout(frame_emb, self.frame_dropout)
         eos_emb = self.embed_tokens.weight[eos_id].to(text_emb.dtype)
         is_frame = (layout.frame_index >= 0)[..., None]
         x = torch.where(is_frame, frame_emb.to(text_emb.dtype), text_emb)
         return torch.where(layout.eos_slot[..., None], eos_emb, x)
 
-    def hidden_states(self, text, text_lengths, frames, frame_lengths, layout: Layout, eos_id: int) -> torch.Tensor:
+    def hidden_states(self, text, text_lengths, frames, frame_lengths, layout: Layout, eos_id: int,
+                      probe: Optional[AttentionProbe] = None) -> torch.Tensor:
         """Teacher-forced hidden states ``[B, L, dim]`` for a layout."""
         x = self.input_norm(self.embed_slots(text, frames, layout, eos_id))
-        return self.decoder(x, layout.positions, layout.visible)
+        return self.decoder(x, layout.positions, layout.visible, probe=probe)
 
     # ------------------------------------------------------------------ loss
     def loss(
@@ -90,15 +100,22 @@ class SLEDLM(nn.Module):
         energy_samples: int = 2,
         energy_beta: float = 1.0,
         stop_pos_weight: float = 100.0,
+        guided_weight: float = 0.0,
+        guided_layers: Sequence[int] = (),
+        guided_heads: int = 0,
+        guided_sigma: float = 0.4,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``.
 
         noise ``[M, F, noise_dim]`` with F = number of real frames in (b, t) order, or the
         whole padded grid ``[M, B, T, noise_dim]`` (upstream draws noise for every slot and
-        masks afterwards), or None. Returns (loss, stats).
+        masks afterwards), or None. ``guided_weight > 0`` adds the guided-attention loss on
+        the first ``guided_heads`` heads of ``guided_layers``. Returns (loss, stats).
         """
         layout = build_layout(text_lengths, frame_lengths, layout_kind, tokens_per_chunk, frames_per_chunk, text_dropout)
-        h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id)  # [B, L, dim]
+        guided = guided_weight > 0 and guided_heads > 0 and len(guided_layers) > 0
+        probe = AttentionProbe(tuple(guided_layers), guided_heads) if guided else None
+        h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id, probe)  # [B, L, dim]
         B, T = frames.shape[:2]
         frame_mask = torch.arange(T, device=frames.device)[None] < frame_lengths[:, None]  # [B, T]
 
@@ -118,6 +135,13 @@ class SLEDLM(nn.Module):
             bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none", pos_weight=pos_weight)
             stop_loss = (bce * layout.stop_weight).sum() / layout.stop_weight.sum()
             loss = energy + stop_loss
+            if probe is not None:
+                rows = torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None else ~text_dropout.to(h.device)
+                guide = torch.stack([
+                    guided_attention_loss(probe.probs[i], layout, text_lengths, frame_lengths, rows, guided_sigma)
+                    for i in guided_layers
+                ]).mean()
+                loss = loss + guided_weight * guide
             predicted_stop = (logits > 0).float()
             stop_acc = ((predicted_stop == layout.stop_target).float() * layout.stop_weight).sum() / layout.stop_weight.sum()
         stats = dict(
@@ -126,6 +150,8 @@ class SLEDLM(nn.Module):
             stop_loss=stop_loss.detach(),
             stop_acc=stop_acc.detach(),
         )
+        if probe is not None:
+            stats["guided_attention"] = guide.detach()
         return loss, stats
 
     # ------------------------------------------------------------------ decoding

@@ -10,7 +10,7 @@ prompt encoding; its weights live in this module's state dict (frozen), so a pac
 model decodes offline.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
@@ -35,6 +35,7 @@ class SLED(AbsTTS):
         dropout: float = 0.1,
         attention_dropout: float = 0.1,
         activation_dropout: float = 0.1,
+        frame_dropout: float = 0.0,  # dropout on fed-back frame embeddings (training; 0 = upstream)
         max_positions: int = 2048,
         # per-frame generator
         generator_width: int = 1024,
@@ -45,6 +46,11 @@ class SLED(AbsTTS):
         energy_samples: int = 2,
         stop_pos_weight: float = 100.0,
         cfg_dropout: float = 0.1,
+        # guided attention (training only; 0 = off, as the paper): see modules/guided_attention.py
+        guided_attention_weight: float = 0.0,
+        guided_attention_layers: Sequence[int] = (1,),
+        guided_attention_heads: int = 2,
+        guided_attention_sigma: float = 0.4,
         # sequence layout
         layout: str = "offline",
         tokens_per_chunk: int = 5,
@@ -62,10 +68,23 @@ class SLED(AbsTTS):
         super().__init__()
         if layout not in ("offline", "packed", "upstream"):
             raise ValueError(f"tts_conf.layout must be offline, packed or upstream, got '{layout}'")
+        if not 0.0 <= frame_dropout < 1.0:
+            raise ValueError(f"tts_conf.frame_dropout must lie in [0, 1) (got {frame_dropout})")
         if energy_samples < 2:
             raise ValueError(f"tts_conf.energy_samples must be >= 2 (got {energy_samples})")
         if not 0.0 < energy_beta < 2.0:
             raise ValueError(f"tts_conf.energy_beta must lie in (0, 2) (got {energy_beta})")
+        if guided_attention_weight < 0 or guided_attention_sigma <= 0:
+            raise ValueError("tts_conf.guided_attention_weight must be >= 0 and guided_attention_sigma > 0 "
+                             f"(got {guided_attention_weight}, {guided_attention_sigma})")
+        if guided_attention_weight > 0:
+            bad = [i for i in guided_attention_layers if not 0 <= int(i) < layers]
+            if bad or not 0 < guided_attention_heads <= heads:
+                raise ValueError(
+                    f"tts_conf.guided_attention_layers={list(guided_attention_layers)} / guided_attention_heads="
+                    f"{guided_attention_heads} do not fit a decoder of {layers} layers x {heads} heads")
+        self.guided = dict(guided_weight=guided_attention_weight, guided_layers=tuple(int(i) for i in guided_attention_layers),
+                           guided_heads=guided_attention_heads, guided_sigma=guided_attention_sigma)
         self.idim, self.odim = idim, odim
         self.bos_id = idim - 1 if bos_id is None else bos_id
         self.eos_id = idim - 1 if eos_id is None else eos_id
@@ -77,6 +96,7 @@ class SLED(AbsTTS):
         self.lm = SLEDLM(
             idim, odim, dim, layers, heads, ffn_dim, rope_theta, norm_eps, dropout,
             attention_dropout, activation_dropout, generator_width, generator_depth, noise_dim,
+            frame_dropout=frame_dropout,
         )
         self.latent_space = None
         self.latent_name, self.latent_weights = latent, None
@@ -194,6 +214,7 @@ class SLED(AbsTTS):
             wrapped, wrapped_lengths, feats, feats_lengths, self.eos_id,
             self.layout, self.tokens_per_chunk, self.frames_per_chunk, text_dropout, noise,
             self.energy_samples, self.energy_beta, self.stop_pos_weight,
+            **self.guided,
         )
         loss, stats, weight = force_gatherable((loss, stats, text.shape[0]), loss.device)
         return loss, stats, weight

@@ -1,5 +1,6 @@
 """The decoding CLI's streaming, voice-cloning and continuation modes, on a tiny trained
-streaming model with the weight-free mel latent (so that audio is produced)."""
+streaming model with the weight-free mel latent (so that audio is produced), two 75-Hz mel
+frames per latent frame (hop 640 samples)."""
 
 import json
 
@@ -12,6 +13,8 @@ import yaml
 from espnet2_sled.bin import sled_inference, sled_train
 from factory import DEBUG_CONF, train_args, write_dataset
 
+HOP = 640  # samples per latent frame: 2 stacked mel frames of 320
+
 
 @pytest.fixture(scope="module")
 def streaming_exp(tmp_path_factory):
@@ -19,7 +22,7 @@ def streaming_exp(tmp_path_factory):
     data, exp = root / "data", root / "exp"
     write_dataset(data, odim=8)
     conf = yaml.safe_load(DEBUG_CONF.read_text())
-    conf["tts_conf"].update(layout="packed", latent="mel", latent_conf=dict(latent_dim=8, griffin_lim_iters=4))
+    conf["tts_conf"].update(layout="packed", latent="mel", latent_conf=dict(n_mels=4, stack=2, griffin_lim_iters=4))
     conf.update(max_epoch=1, num_iters_per_epoch=2)
     (root / "conf.yaml").write_text(yaml.safe_dump(conf))
     sled_train.main(train_args(data, exp, config=root / "conf.yaml"))
@@ -44,7 +47,7 @@ def test_streaming_mode_writes_audio_and_first_audio_time(streaming_exp, tmp_pat
         assert t["frames"] == 12 and 0 < t["first_audio_seconds"] <= t["compute_seconds"]
         assert len(t["chunk_compute_seconds"]) == 3  # frames_per_chunk 4 in the debug config
         wav, fs = sf.read(tmp_path / "s" / "wav" / f"{t['utt_id']}.wav")
-        assert fs == 24000 and len(wav) == 12 * 320 and t["rtf"] > 0
+        assert fs == 24000 and len(wav) == 12 * HOP and t["rtf"] > 0
 
 
 def test_voice_cloning_mode(streaming_exp, tmp_path):
@@ -58,7 +61,7 @@ def test_voice_cloning_mode(streaming_exp, tmp_path):
                     "--prompt_text", str(root / "prompt_text"))
     assert all(t["frames"] == 12 for t in timing)
     wav, _ = sf.read(tmp_path / "c" / "wav" / "utt000.wav")
-    assert len(wav) == 12 * 320  # the prompt's audio is cut off
+    assert len(wav) == 12 * HOP  # the prompt's audio is cut off
 
     missing = root / "missing.scp"
     missing.write_text("".join(f"{k} {root}/nope.wav\n" for k in keys))
@@ -77,7 +80,7 @@ def test_continuation_mode(streaming_exp, tmp_path):
                     "--data_path_and_name_and_type", f"{data}/feats.scp,speech,kaldi_ark")
     assert all(t["frames"] == 12 for t in timing)
     wav, _ = sf.read(out / "wav" / "utt001.wav")
-    assert len(wav) == (3 + 12) * 320  # 0.04 s = 3 frames of prefix kept in front
+    assert len(wav) == (2 + 12) * HOP  # 0.04 s = 1.5 frames -> 2 frames of prefix kept in front
     feats = kaldiio.load_scp(str(data / "feats.scp"))
     assert feats["utt001"].shape[1] == 8
 

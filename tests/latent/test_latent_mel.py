@@ -32,9 +32,37 @@ def test_scaling_is_fixed_and_roughly_unit(mel, speech):
 
 
 def test_width_is_configurable():
-    space = build_latent_space("mel", latent_dim=100)
+    space = build_latent_space("mel", n_mels=100)
     assert space.latent_dim == 100 and space.encode(torch.zeros(640)).shape == (1, 2, 100)
     assert not space.state_dict()  # weight-free: nothing lands in a checkpoint
+
+
+@pytest.mark.parametrize("samples", [1, 959, 960, 961, 24000 + 17])
+def test_stacked_frames_are_consecutive_mel_frames(mel, speech, samples):
+    stacked = MelLatent(stack=3, griffin_lim_iters=16)
+    assert (stacked.latent_dim, stacked.hop_length, stacked.frame_rate) == (240, 960, 25.0)
+    audio = speech(samples)
+    frames = stacked.encode(audio)
+    T = math.ceil(samples / 960)
+    assert frames.shape == (1, T, 240)
+    padded = torch.nn.functional.pad(audio, (0, T * 960 - samples))  # whole latent frames
+    torch.testing.assert_close(stacked.unstack(frames), mel.encode(padded), rtol=0, atol=1e-5)
+    assert stacked.unstack(frames)[0, 1].equal(frames[0, 0, 80:160])  # frame-major layout
+    assert stacked.decode(frames).shape == (1, T * 960)
+
+
+def test_stacked_streaming_keeps_lengths_and_spectrum(speech):
+    stacked = MelLatent(stack=3, griffin_lim_iters=16)
+    frames = stacked.encode(speech(12000))  # 13 frames
+    stream = stacked.stream_decoder()
+    pieces = [stream.push(frames[:, i:i + 4]) for i in range(0, frames.shape[1], 4)]
+    assert [p.shape[1] for p in pieces] == [3840, 3840, 3840, 960]
+    assert (stacked.encode(torch.cat(pieces, 1)) - frames).abs().mean() < 0.35
+
+
+def test_bad_stack_is_refused():
+    with pytest.raises(ValueError, match="stack=0"):
+        MelLatent(stack=0)
 
 
 def test_griffin_lim_round_trip_is_close(mel, speech):

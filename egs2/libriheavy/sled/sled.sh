@@ -51,6 +51,7 @@ token_type=bpe
 nbpe=256
 bpemode=unigram
 bpe_train_text=""      # default: data/${train_set}/text
+g2p=none               # token_type phn: an ESPnet g2p, e.g. espeak_ng_english_us_vits (offline, espeak-ng)
 token_list=""          # give --token_list and --bpemodel to use an existing (e.g. imported) tokenizer
 bpemodel=""
 
@@ -92,7 +93,8 @@ Usage: $0 --train_set <set> --valid_set <set> --test_sets "<sets>" --train_confi
                              6 streaming fine-tune, 7 decode, 8 score, 9 pack)
   --nj N --inference_nj N --ngpu N --num_nodes N --gpu_inference true|false
   --latent encodec|mel --latent_weights PATH|random
-  --nbpe N --bpemode unigram|bpe  or  --token_list tokens.txt --bpemodel bpe.model
+  --nbpe N --bpemode unigram|bpe|char  or  --token_type phn --g2p NAME
+                             or  --token_list tokens.txt --bpemodel bpe.model
   --train_config yaml --train_args "..." --tag name
   --streaming_config yaml --streaming_args "..."
   --inference_model file.pth --inference_args "..." --decode_modes "offline streaming clone continuation"
@@ -113,17 +115,26 @@ fi
 [ -z "${train_set}" ] && { echo "$0: --train_set is required" >&2; exit 1; }
 [ -z "${valid_set}" ] && { echo "$0: --valid_set is required" >&2; exit 1; }
 if [ -z "${token_list}" ]; then
-    if [ "${token_type}" != bpe ]; then
-        echo "$0: stage 3 trains only sentencepiece models; with --token_type ${token_type} give --token_list (and --bpemodel)" >&2
-        exit 1
-    fi
-    token_dir=${dumpdir}/token_list/bpe_${bpemode}${nbpe}
+    case "${token_type}" in
+        bpe) token_dir=${dumpdir}/token_list/bpe_${bpemode}${nbpe}; bpemodel=${token_dir}/bpe.model ;;
+        phn)
+            if [ "${g2p}" = none ]; then
+                echo "$0: --token_type phn needs --g2p (e.g. espeak_ng_english_us_vits)" >&2
+                exit 1
+            fi
+            token_dir=${dumpdir}/token_list/phn_${g2p}; bpemodel=none ;;
+        char) token_dir=${dumpdir}/token_list/char; bpemodel=none ;;
+        *)
+            echo "$0: stage 3 makes bpe, phn or char token lists; with --token_type ${token_type} give --token_list" >&2
+            exit 1 ;;
+    esac
     token_list=${token_dir}/tokens.txt
-    bpemodel=${token_dir}/bpe.model
     own_tokens=true
 else
     own_tokens=false
+    [ -n "${bpemodel}" ] || bpemodel=none
 fi
+token_tag=$(basename "$(dirname "${token_list}")")  # names the stats dir: stats follow the tokenizer
 latent_dir=${dumpdir}/latents
 if [ -z "${tag}" ]; then
     if [ -n "${train_config}" ]; then
@@ -134,7 +145,7 @@ if [ -z "${tag}" ]; then
 fi
 sled_exp=${sled_exp:-${expdir}/sled_${tag}}
 streaming_exp=${streaming_exp:-${expdir}/sled_${tag}_streaming}
-stats_dir=${stats_dir:-${expdir}/sled_stats_${latent}_${token_type}}
+stats_dir=${stats_dir:-${expdir}/sled_stats_${latent}_${token_tag}}
 run_logs=${expdir}/run_logs
 recipe_dir=$(pwd)
 
@@ -236,11 +247,19 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         [ "${token_type}" != bpe ] || require_file "${bpemodel}" "(--bpemodel)"
         log "using the given token list ${token_list} and model ${bpemodel}; nothing to train"
         note "given: --token_list ${token_list} --bpemodel ${bpemodel}"
-    elif [ -f "${token_list}" ] && [ -f "${bpemodel}" ]; then
+    elif [ -f "${token_list}" ] && { [ "${token_type}" != bpe ] || [ -f "${bpemodel}" ]; }; then
         log "${token_list} exists; skipping"
-    else
+    elif [ "${token_type}" = bpe ]; then
         run ${python} local/train_bpe.py --vocab_size "${nbpe}" --model_type "${bpemode}" \
             "${token_dir}" "${bpe_train_text:-data/${train_set}/text}"
+    else
+        # ESPnet's own tool, as tts.sh does: the vocabulary of the training text
+        mkdir -p "${token_dir}"
+        run ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" --g2p "${g2p}" \
+            --cleaner none --input "${bpe_train_text:-data/${train_set}/text}" --output "${token_list}.tmp" \
+            --field 2- --write_vocabulary true \
+            --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
+        run mv "${token_list}.tmp" "${token_list}"
     fi
 fi
 
@@ -280,7 +299,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
                 --token_list "${token_list}" \
                 --bpemodel "${bpemodel}" \
                 --cleaner none \
-                --g2p none \
+                --g2p "${g2p}" \
                 --normalize none \
                 --odim "${odim}" \
                 --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
@@ -314,7 +333,7 @@ train_data_opts() {
     local odim
     odim=$(latent_dim "${train_set}")
     echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
-        --bpemodel "${bpemodel}" --cleaner none --g2p none --normalize none --odim "${odim}" \
+        --bpemodel "${bpemodel}" --cleaner none --g2p "${g2p}" --normalize none --odim "${odim}" \
         --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
         --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
         --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \

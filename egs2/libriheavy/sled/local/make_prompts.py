@@ -4,8 +4,11 @@
     make_prompts.py --mode clone|continuation [--seconds 3] DATA_DIR OUT_DIR
 
 clone: the prompt of utterance u is another utterance of the same speaker (the next one
-  in sorted order, cyclically), so the prompt never contains the target text. Speakers
-  with a single utterance have no prompt and are left out (counted).
+  in sorted order, cyclically), so the prompt never contains the target text. Its leading
+  and trailing silence is trimmed (--trim_db below the peak, --trim_margin kept): a model
+  only ever saw a long silence right before an utterance ends, so a prompt ending in one
+  invites it to stop at once. Speakers with a single utterance have no prompt and are
+  left out (counted).
 continuation: the prompt is the first SECONDS of u itself; the model continues it with
   the rest of u's transcript. Utterances shorter than SECONDS + 0.5 s are left out.
 
@@ -20,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 
@@ -43,11 +47,29 @@ def cut(path, start, end, max_seconds=None):
     return audio.mean(axis=1), rate
 
 
+def trim_silence(audio, rate, below_db=40.0, margin=0.05):
+    """Cut leading/trailing 10-ms frames quieter than ``below_db`` under the loudest one,
+    keeping ``margin`` seconds; audio that is all quiet is returned as is."""
+    hop = max(1, int(rate * 0.01))
+    frames = len(audio) // hop
+    if frames == 0:
+        return audio
+    power = (audio[: frames * hop].reshape(frames, hop) ** 2).mean(axis=1)
+    loud = np.nonzero(power > power.max() * 10 ** (-below_db / 10))[0]
+    if power.max() <= 0 or len(loud) == 0:
+        return audio
+    keep = int(round(margin * rate))
+    return audio[max(0, loud[0] * hop - keep): min(len(audio), (loud[-1] + 1) * hop + keep)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["clone", "continuation"], required=True)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="continuation: prompt length")
+    parser.add_argument("--trim_db", type=float, default=40.0,
+                        help="clone: trim edge silence this many dB below the peak (0: no trimming)")
+    parser.add_argument("--trim_margin", type=float, default=0.05, help="clone: seconds kept around the speech")
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args()
@@ -77,10 +99,13 @@ def main():
                 continue
             source = same[(same.index(utt) + 1) % len(same)]
             audio, rate = cut(*segments[source])
+            if args.trim_db > 0:
+                audio = trim_silence(audio, rate, args.trim_db, args.trim_margin)
         else:
             source = utt
             path, start, end = segments[utt]
-            if end is not None and end - start < args.seconds + 0.5:
+            duration = (sf.info(path).duration if end is None else end) - start
+            if duration < args.seconds + 0.5:
                 skipped += 1
                 continue
             audio, rate = cut(path, start, end, max_seconds=args.seconds)
