@@ -24,6 +24,8 @@ install_requires = [
 extras_require = {
     # offline scorers that carry their own weights (recipe stage 8)
     "score": ["pocketsphinx", "resemblyzer", "speechmos", "onnxruntime", "jiwer"],
+    # phoneme token lists (recipe --token_type phn --g2p espeak_ng_*): espeak-ng through phonemizer
+    "g2p": ["phonemizer"],
     # second Encodec implementation used by tests to cross-check ours
     "test": ["pytest", "transformers"],
 }

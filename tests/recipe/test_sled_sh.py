@@ -44,6 +44,26 @@ def test_stage3_token_list_replay_and_resume(recipe_copy):
     assert (recipe_copy / "dump/token_list/bpe_unigram40/bpe.model").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.parametrize("args, folder, expect", [
+    (["--token_type", "char"], "char", {"c", "a", "<space>", "."}),
+    (["--token_type", "phn", "--g2p", "espeak_ng_english_us_vits"], "phn_espeak_ng_english_us_vits", {"æ", "k", "<space>"}),
+])
+def test_stage3_char_and_phoneme_token_lists(recipe_copy, args, folder, expect):
+    """ESPnet's tokenize_text makes the list (phonemes from espeak-ng via phonemizer, offline)."""
+    r = sled(recipe_copy, "--stage", "3", "--stop_stage", "3", *args)
+    assert r.returncode == 0, r.stderr
+    tokens = (recipe_copy / "dump/token_list" / folder / "tokens.txt").read_text().split("\n")[:-1]
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>" and expect <= set(tokens)
+    assert "espnet2.bin.tokenize_text" in (recipe_copy / "exp/run_logs/stage3.run.sh").read_text()
+    r = sled(recipe_copy, "--stage", "3", "--stop_stage", "3", *args)
+    assert r.returncode == 0 and "exists; skipping" in r.stderr
+
+
+def test_phonemes_need_a_g2p(recipe_copy):
+    r = sled(recipe_copy, "--stage", "3", "--stop_stage", "3", "--token_type", "phn")
+    assert r.returncode != 0 and "--token_type phn needs --g2p" in r.stderr
+
+
 def test_given_token_list_is_passed_through(recipe_copy):
     r = sled(recipe_copy, "--stage", "3", "--stop_stage", "3", "--token_list", "nope/tokens.txt",
              "--bpemodel", "nope/bpe.model")
