@@ -9,7 +9,7 @@ check() { for f in "$@"; do [ -s "$f" ] || { echo "CI: missing or empty: $f" >&2
 check data/mini_train/wav.scp data/mini_train/segments data/mini_test/text            # stage 1
 check dump/latents/mini_train/feats.scp dump/latents/mini_test/speech_shape           # stage 2
 check dump/token_list/bpe_unigram256/tokens.txt dump/token_list/bpe_unigram256/bpe.model  # stage 3
-check exp/sled_stats_mel_bpe/train/speech_shape.filtered                              # stage 4
+check exp/sled_stats_mel_bpe_unigram256/train/speech_shape.filtered                    # stage 4
 check "${exp}/valid.loss.best.pth" "${exp}/config.yaml"                                # stage 5
 check "${exp}_streaming/valid.loss.best.pth"                                           # stage 6
 for mode in resynthesis offline clone continuation; do                                 # stages 7, 8

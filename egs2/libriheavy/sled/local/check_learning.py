@@ -3,6 +3,10 @@
 
 * held-out energy distance: the teacher-forced loss on a test set (fixed noise, no CFG
   dropout), per frame; lower is better;
+* whether the text's content is used: the same loss when every utterance is given another
+  test utterance's text (and with the text dropped, as for CFG). A model that has learned
+  to read beats its own score with the wrong text; one that only learned what speech
+  sounds like scores the same with any text;
 * WER: the untrained model decodes the same utterances as stage 7's offline decoding, and
   both are scored with the same pocketsphinx setup.
 
@@ -27,16 +31,19 @@ from espnet2_sled.text2speech import SLEDText2Speech
 
 
 @torch.no_grad()
-def heldout_energy_distance(t2s: SLEDText2Speech, texts, latents, keys, seed: int = 0) -> float:
+def heldout_energy_distance(t2s: SLEDText2Speech, texts, latents, keys, seed: int = 0, text_of=None,
+                            drop_text: bool = False) -> float:
+    """Per-frame teacher-forced energy distance over ``keys``; utterance k is read with the
+    text of ``text_of[k]`` (default: its own) or with no text (``drop_text``)."""
     tts = t2s.tts.eval()
     total, frames = 0.0, 0
     g = torch.Generator().manual_seed(seed)
     for key in keys:
-        text = t2s.tokenize(texts[key])[None]
+        text = t2s.tokenize(texts[(text_of or {}).get(key, key)])[None]
         feats = torch.as_tensor(latents[key], dtype=torch.float32)[None]
         noise = torch.randn(tts.energy_samples, feats.shape[1], tts.lm.noise_dim, generator=g)
         _, stats, _ = tts(text, torch.tensor([text.shape[1]]), feats, torch.tensor([feats.shape[1]]),
-                          text_dropout=torch.tensor([False]), noise=noise)
+                          text_dropout=torch.tensor([drop_text]), noise=noise)
         total += float(stats["energy_distance"]) * feats.shape[1]
         frames += feats.shape[1]
     return total / frames
@@ -66,6 +73,11 @@ def main():
 
     ed = {name: heldout_energy_distance(t2s, texts, latents, sorted(texts))
           for name, t2s in (("trained", trained), ("untrained", untrained))}
+    ordered = sorted(texts)
+    shift = max(1, len(ordered) // 2)  # another sentence (the test set is split by sentence)
+    other = {k: ordered[(i + shift) % len(ordered)] for i, k in enumerate(ordered)}
+    ed_other = heldout_energy_distance(trained, texts, latents, ordered, text_of=other)
+    ed_none = heldout_energy_distance(trained, texts, latents, ordered, drop_text=True)
 
     untrained_wavs = {}
     for i, key in enumerate(keys):
@@ -79,7 +91,8 @@ def main():
         summary, _ = scoring.score(wavs, texts, metrics=("wer",), progress=False)
         wer[name] = summary["wer"]["value"]
 
-    report = dict(heldout_energy_distance=ed, wer=wer, utterances_ed=len(texts), utterances_wer=len(keys))
+    report = dict(heldout_energy_distance=ed, wer=wer, utterances_ed=len(texts), utterances_wer=len(keys),
+                  trained_energy_distance_other_text=ed_other, trained_energy_distance_no_text=ed_none)
     (out / "learning.json").write_text(json.dumps(report, indent=1))
     beats_ed, beats_wer = ed["trained"] < ed["untrained"], wer["trained"] < wer["untrained"]
     lines = [
@@ -87,6 +100,12 @@ def main():
         "| metric | trained | untrained | trained better |", "|---|---|---|---|",
         f"| held-out energy distance per frame ({len(texts)} utts) | {ed['trained']:.4f} | {ed['untrained']:.4f} | {beats_ed} |",
         f"| WER, pocketsphinx ({len(keys)} utts) | {wer['trained']:.4f} | {wer['untrained']:.4f} | {beats_wer} |",
+        "",
+        "Does the trained model read the text? Its held-out energy distance per frame with each",
+        "utterance's own text, another test sentence's text, and no text (lower is better):",
+        "",
+        "| own text | other text | no text | own text better than other text |", "|---|---|---|---|",
+        f"| {ed['trained']:.4f} | {ed_other:.4f} | {ed_none:.4f} | {ed['trained'] < ed_other} |",
     ]
     (out / "learning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
