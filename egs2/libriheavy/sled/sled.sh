@@ -560,9 +560,11 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
         s=$(echo ${all_test_sets} | cut -d' ' -f1)
         out=$(decode_dir offline)/${s}
         require_file "${out}/.done" "check_learning needs the offline decoding of ${s} (stage 7)."
+        # the untrained model decodes under the same frame cap as stage 7
+        cap=$(echo " ${inference_args} " | sed -n 's/.* --max_frames[ =]\([0-9][0-9]*\) .*/\1/p')
         run ${python} local/check_learning.py --exp "${sled_exp}" --model "${inference_model}" \
             --data "data/${s}" --latents "${latent_dir}/${s}/feats.scp" --decode_dir "${out}" \
-            --out "${sled_exp}/learning"
+            --out "${sled_exp}/learning" ${cap:+--max_frames "${cap}"}
         results+=("${sled_exp}/learning/learning.md")
     fi
     if [ ${#results[@]} -gt 0 ]; then
