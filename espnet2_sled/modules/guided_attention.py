@@ -39,7 +39,7 @@ def diagonal_prior(layout: Layout, text_lengths: torch.Tensor, frame_lengths: to
 
 def guided_attention_loss(probs: torch.Tensor, layout: Layout, text_lengths: torch.Tensor,
                           frame_lengths: torch.Tensor, rows: torch.Tensor, sigma: float) -> torch.Tensor:
-    """probs ``[B, H, L, L]`` (one layer's probed heads), rows ``[B]`` bool (which rows count)
+    """probs ``[B, H, L, L]`` (probed heads, of one or several layers), rows ``[B]`` bool (which rows count)
     -> scalar mean of ``1 - sum_j P G`` over counted frames and heads (0 if none count)."""
     B, H, L, _ = probs.shape
     T = layout.frame_slot.shape[1]

@@ -137,10 +137,8 @@ class SLEDLM(nn.Module):
             loss = energy + stop_loss
             if probe is not None:
                 rows = torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None else ~text_dropout.to(h.device)
-                guide = torch.stack([
-                    guided_attention_loss(probe.probs[i], layout, text_lengths, frame_lengths, rows, guided_sigma)
-                    for i in guided_layers
-                ]).mean()
+                heads = torch.cat([probe.probs[i] for i in guided_layers], dim=1)  # every layer's heads: one prior
+                guide = guided_attention_loss(heads, layout, text_lengths, frame_lengths, rows, guided_sigma)
                 loss = loss + guided_weight * guide
             predicted_stop = (logits > 0).float()
             stop_acc = ((predicted_stop == layout.stop_target).float() * layout.stop_weight).sum() / layout.stop_weight.sum()
