@@ -6,8 +6,10 @@ paper model's batch-1 decode step beside the memory-bandwidth floor measured in 
 
 Floors printed beside measurements:
 * decode step floor = bytes of weights read per step / bandwidth, where the bandwidth is
-  measured here by streaming the same weight tensors once (a sum over each);
-* train step floor = 6 * params * tokens / peak matmul FLOP/s measured here.
+  measured here by reading one contiguous buffer of that many bytes once (a single sum:
+  a per-tensor sum would time kernel launches on a GPU, not memory);
+* train step floor = 6 * params * tokens / peak matmul FLOP/s measured here (bf16 matmuls
+  with --amp, fp32 otherwise).
 """
 
 import argparse
@@ -22,7 +24,10 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from sled_import import make_importable  # noqa: E402
+
+make_importable()
 
 from espnet2_sled.modules.generation import generate, prefill  # noqa: E402
 from espnet2_sled.modules.layout import build_layout  # noqa: E402
@@ -68,13 +73,10 @@ def peak_memory_mb(device):
 
 
 def weight_stream_seconds(tensors, device):
-    """Time to read every byte of these tensors once (the bandwidth floor of a decode step)."""
-    def read():
-        acc = torch.zeros((), device=device)
-        for t in tensors:
-            acc += t.sum()
-        return acc
-    return timeit(read, device, repeat=7)
+    """Time to read as many bytes as these tensors hold, once (the bandwidth floor of a decode step)."""
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    buffer = torch.ones(nbytes // 4, device=device)
+    return timeit(buffer.sum, device, repeat=7)
 
 
 def matmul_peak_flops(device, dtype=torch.float32):
@@ -146,8 +148,9 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    peak = matmul_peak_flops(device)
-    print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    peak_dtype = torch.bfloat16 if args.amp else torch.float32
+    peak = matmul_peak_flops(device, peak_dtype)
+    print(f"measured {str(peak_dtype)[6:]} matmul peak: {peak / 1e9:.1f} GFLOP/s")
     results = []
     for config in args.configs:
         model = build(config, device)

@@ -43,6 +43,7 @@ class SLEDLM(nn.Module):
         noise_dim: int = 128,
         initializer_range: float = 0.02,
         frame_dropout: float = 0.0,
+        frame_noise: float = 0.0,
     ):
         super().__init__()
         self.latent_dim, self.noise_dim = latent_dim, noise_dim
@@ -50,6 +51,10 @@ class SLEDLM(nn.Module):
         # as upstream). Like Tacotron 2's pre-net dropout: the past frames alone then cannot
         # predict the next one, so the model has to read the text early in training.
         self.frame_dropout = frame_dropout
+        # Gaussian noise (this std, in latent units) on the frames fed back as input (training
+        # only; 0 = off, as upstream): at decoding the model reads its own sampled frames, which
+        # are never exactly on the data; trained on clean frames only, its errors compound.
+        self.frame_noise = frame_noise
         self.embed_tokens = nn.Embedding(vocab_size, dim)
         self.frame_proj = nn.Linear(latent_dim, dim)
         self.input_norm = nn.LayerNorm(dim, eps=1e-6)
@@ -70,6 +75,8 @@ class SLEDLM(nn.Module):
         if frames.shape[1] == 0:  # text-only prefill: gather needs something to index
             frames = frames.new_zeros(frames.shape[0], 1, frames.shape[2])
         frames_at = frames.gather(1, layout.frame_index.clamp(min=0)[..., None].expand(-1, -1, frames.shape[-1]))
+        if self.training and self.frame_noise > 0:
+            frames_at = frames_at + self.frame_noise * torch.randn_like(frames_at)
         frame_emb = self.frame_proj(frames_at.to(self.frame_proj.weight.dtype))
         if self.training and self.frame_dropout > 0:
             frame_emb = F.dropout(frame_emb, self.frame_dropout)

@@ -36,6 +36,7 @@ class SLED(AbsTTS):
         attention_dropout: float = 0.1,
         activation_dropout: float = 0.1,
         frame_dropout: float = 0.0,  # dropout on fed-back frame embeddings (training; 0 = upstream)
+        frame_noise: float = 0.0,  # std of Gaussian noise on fed-back frames (training; 0 = upstream)
         max_positions: int = 2048,
         # per-frame generator
         generator_width: int = 1024,
@@ -70,6 +71,8 @@ class SLED(AbsTTS):
             raise ValueError(f"tts_conf.layout must be offline, packed or upstream, got '{layout}'")
         if not 0.0 <= frame_dropout < 1.0:
             raise ValueError(f"tts_conf.frame_dropout must lie in [0, 1) (got {frame_dropout})")
+        if not frame_noise >= 0.0:
+            raise ValueError(f"tts_conf.frame_noise must be >= 0 (got {frame_noise})")
         if energy_samples < 2:
             raise ValueError(f"tts_conf.energy_samples must be >= 2 (got {energy_samples})")
         if not 0.0 < energy_beta < 2.0:
@@ -96,7 +99,7 @@ class SLED(AbsTTS):
         self.lm = SLEDLM(
             idim, odim, dim, layers, heads, ffn_dim, rope_theta, norm_eps, dropout,
             attention_dropout, activation_dropout, generator_width, generator_depth, noise_dim,
-            frame_dropout=frame_dropout,
+            frame_dropout=frame_dropout, frame_noise=frame_noise,
         )
         self.latent_space = None
         self.latent_name, self.latent_weights = latent, None

@@ -131,16 +131,18 @@ def test_sledlm_loss_reports_guided_stat_only_when_asked():
     assert 0.0 <= float(stats["guided_attention"]) <= 1.0
 
 
-def test_frame_dropout_acts_in_training_only():
-    """Fed-back frame dropout (Tacotron-style pre-net dropout): the teacher-forced hidden
-    states change in training mode, not in eval mode, and 0 leaves training untouched."""
+@pytest.mark.parametrize("option,value", [("frame_dropout", 0.5), ("frame_noise", 0.3)])
+def test_frame_perturbation_acts_in_training_only(option, value):
+    """Fed-back frame dropout (Tacotron-style pre-net dropout) and frame noise: the
+    teacher-forced hidden states change in training mode, not in eval mode, and 0 leaves
+    training untouched."""
     torch.manual_seed(0)
     text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
     frames, fl = torch.randn(2, 7, 4), torch.tensor([7, 5])
     lay = build_layout(tl, fl, "offline")
     kw = dict(dim=16, layers=1, heads=2, ffn_dim=32, generator_width=16, generator_depth=1, noise_dim=4,
               dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
-    lm = SLEDLM(10, 4, frame_dropout=0.5, **kw)
+    lm = SLEDLM(10, 4, **{option: value}, **kw)
     ref = SLEDLM(10, 4, **kw)
     ref.load_state_dict(lm.state_dict())
     h = lambda m: m.hidden_states(text, tl, frames, fl, lay, eos_id=9)  # noqa: E731
@@ -150,6 +152,6 @@ def test_frame_dropout_acts_in_training_only():
     text_part = lay.frame_index < 0  # text slots come before any frame: unaffected
     assert not torch.allclose(h(lm), h(ref))
     torch.testing.assert_close(h(lm)[text_part], h(ref)[text_part])
-    torch.testing.assert_close(h(ref), h(ref))  # frame_dropout 0: deterministic in training
-    with pytest.raises(ValueError, match="frame_dropout"):
-        _tiny(frame_dropout=1.0)
+    torch.testing.assert_close(h(ref), h(ref))  # both 0: deterministic in training
+    with pytest.raises(ValueError, match=option):
+        _tiny(**{option: -1.0})

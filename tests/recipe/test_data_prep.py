@@ -116,7 +116,7 @@ def test_mini_corpus_small_is_deterministic_and_split_by_sentence(recipe_dir, tm
     for name in ("a", "b"):
         r = subprocess.run([sys.executable, str(recipe_dir / "local/make_mini_corpus.py"), str(tmp_path / name),
                             "--sentences", str(tmp_path / "s.txt"), "--num_dev", "2", "--num_test", "3",
-                            "--librivox_dir", str(librivox)],
+                            "--generated_train", "3", "--librivox_dir", str(librivox)],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         outs.append(tmp_path / name)
@@ -136,6 +136,9 @@ def test_mini_corpus_small_is_deterministic_and_split_by_sentence(recipe_dir, tm
             assert info.samplerate == 24000 == c["recording"]["sampling_rate"]
             assert c["start"] + c["duration"] <= info.frames / 24000 + 1e-3
     assert len(texts["dev"]) == 2 and len(texts["test"]) == 3
+    # the 3 generated sentences are training-only, next to the 7 hand-written ones
+    generated = texts["train"] - set(sentences)
+    assert len(generated) == 3 and len(texts["train"] & set(sentences)) == 7
     assert not (texts["train"] & texts["dev"]) and not (texts["train"] & texts["test"]) \
         and not (texts["dev"] & texts["test"])
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Synthesise a small LibriHeavy-format corpus (manifests + 24 kHz audio), offline.
 
-    make_mini_corpus.py OUT_DIR [--sentences local/mini_sentences.txt] [--seed 0]
+    make_mini_corpus.py OUT_DIR [--sentences local/mini_sentences.txt] [--seed 0] [--generated_train N]
 
 Speakers are four flite voices and two espeak-ng voices; sentences come from
 local/mini_sentences.txt (ours). The corpus is split BY SENTENCE (no sentence is in two
 splits): test and dev sentences are read once each, training sentences by one or two
-speakers. Each speaker's utterances are grouped into recordings of one to six utterances
+speakers. ``--generated_train N`` adds N training-only sentences from
+local/generate_sentences.py's grammar (one reader each; off by default). Each speaker's utterances are grouped into recordings of one to six utterances
 separated by short silences, so cuts address a slice of a longer file (start/duration),
 as in LibriHeavy. Everything is resampled to 24 kHz with sox and written as FLAC.
 
@@ -209,6 +210,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_dev", type=int, default=20)
     parser.add_argument("--num_test", type=int, default=25)
+    parser.add_argument("--generated_train", type=int, default=0,
+                        help="add this many training-only sentences from local/generate_sentences.py")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--librivox_dir", type=Path, default=LIBRIVOX_DIR,
                         help="real read speech (<stem>.wav + <stem>.txt) for the librivox_test set")
@@ -225,6 +228,12 @@ def main():
     t0 = time.time()
     rng = random.Random(args.seed)
     splits = split_sentences(sentences, args.num_dev, args.num_test, rng)
+    if args.generated_train > 0:
+        from generate_sentences import generate
+
+        extra = generate(args.generated_train, seed=args.seed, exclude=sentences)
+        splits["train"] += list(range(len(sentences), len(sentences) + len(extra)))
+        sentences = sentences + extra
     tmp = args.out_dir.with_name(args.out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
