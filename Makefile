@@ -17,4 +17,6 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_sled.py
+	$(PY) bench/bench_streaming.py
+	$(PY) bench/bench_latent.py
