@@ -4,7 +4,10 @@ The package ``__init__`` registers ``tts: sled`` with ESPnet's task registry, wh
 all of ESPnet's TTS task. The model code itself needs only torch plus two small ESPnet
 modules (``espnet2.tts.abs_tts``, ``espnet2.torch_utils.device_funcs``). When the task stack
 is missing, the package is entered without running its ``__init__``; with ESPnet installed
-nothing changes.
+nothing changes. On such an image, provide those two modules by installing ESPnet's wheel
+without its dependencies (``pip install --no-deps espnet==202511``; it is pure Python) or by
+putting copies of them (with the ``espnet``/``espnet2`` package ``__init__`` files and
+``espnet/version.txt``) on ``PYTHONPATH``, which is what the H200 runs in ``bench/results`` did.
 """
 
 import sys
