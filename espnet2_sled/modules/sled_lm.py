@@ -111,20 +111,28 @@ class SLEDLM(nn.Module):
         guided_layers: Sequence[int] = (),
         guided_heads: int = 0,
         guided_sigma: float = 0.4,
+        self_feed: float = 0.0,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``.
 
         noise ``[M, F, noise_dim]`` with F = number of real frames in (b, t) order, or the
         whole padded grid ``[M, B, T, noise_dim]`` (upstream draws noise for every slot and
         masks afterwards), or None. ``guided_weight > 0`` adds the guided-attention loss on
-        the first ``guided_heads`` heads of ``guided_layers``. Returns (loss, stats).
+        the first ``guided_heads`` heads of ``guided_layers``. ``self_feed > 0`` (training only)
+        replaces that fraction of the input frames by the model's own samples of them (drawn
+        from a first, gradient-free pass over the ground truth), so that training sees the
+        kind of input decoding feeds back; the targets stay the ground truth. Returns (loss, stats).
         """
         layout = build_layout(text_lengths, frame_lengths, layout_kind, tokens_per_chunk, frames_per_chunk, text_dropout)
         guided = guided_weight > 0 and guided_heads > 0 and len(guided_layers) > 0
         probe = AttentionProbe(tuple(guided_layers), guided_heads) if guided else None
-        h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id, probe)  # [B, L, dim]
         B, T = frames.shape[:2]
         frame_mask = torch.arange(T, device=frames.device)[None] < frame_lengths[:, None]  # [B, T]
+        inputs = frames
+        if self.training and self_feed > 0:
+            inputs = self.own_samples_mixed_in(text, text_lengths, frames, frame_lengths, layout, eos_id,
+                                               frame_mask, self_feed)
+        h = self.hidden_states(text, text_lengths, inputs, frame_lengths, layout, eos_id, probe)  # [B, L, dim]
 
         z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))[frame_mask]  # [F, dim]
         target = frames[frame_mask]  # [F, D]
@@ -158,6 +166,16 @@ class SLEDLM(nn.Module):
         if probe is not None:
             stats["guided_attention"] = guide.detach()
         return loss, stats
+
+    @torch.no_grad()
+    def own_samples_mixed_in(self, text, text_lengths, frames, frame_lengths, layout, eos_id, frame_mask, rate):
+        """frames ``[B, T, D]`` with a ``rate`` fraction of the real frames replaced by this
+        model's sample of that frame given the ground-truth past (one teacher-forced pass)."""
+        h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id)
+        z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))  # [B, T, dim]
+        own = self.generator(z, torch.randn(*z.shape[:2], self.noise_dim, device=z.device, dtype=z.dtype))
+        swap = (torch.rand(frame_mask.shape, device=frames.device) < rate) & frame_mask
+        return torch.where(swap[..., None], own.to(frames.dtype), frames)
 
     # ------------------------------------------------------------------ decoding
     def sample_frame(

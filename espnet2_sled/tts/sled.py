@@ -37,6 +37,7 @@ class SLED(AbsTTS):
         activation_dropout: float = 0.1,
         frame_dropout: float = 0.0,  # dropout on fed-back frame embeddings (training; 0 = upstream)
         frame_noise: float = 0.0,  # std of Gaussian noise on fed-back frames (training; 0 = upstream)
+        self_feed: float = 0.0,  # fraction of input frames replaced by the model's own samples (training)
         max_positions: int = 2048,
         # per-frame generator
         generator_width: int = 1024,
@@ -73,6 +74,8 @@ class SLED(AbsTTS):
             raise ValueError(f"tts_conf.frame_dropout must lie in [0, 1) (got {frame_dropout})")
         if not frame_noise >= 0.0:
             raise ValueError(f"tts_conf.frame_noise must be >= 0 (got {frame_noise})")
+        if not 0.0 <= self_feed <= 1.0:
+            raise ValueError(f"tts_conf.self_feed must lie in [0, 1] (got {self_feed})")
         if energy_samples < 2:
             raise ValueError(f"tts_conf.energy_samples must be >= 2 (got {energy_samples})")
         if not 0.0 < energy_beta < 2.0:
@@ -86,6 +89,7 @@ class SLED(AbsTTS):
                 raise ValueError(
                     f"tts_conf.guided_attention_layers={list(guided_attention_layers)} / guided_attention_heads="
                     f"{guided_attention_heads} do not fit a decoder of {layers} layers x {heads} heads")
+        self.self_feed = self_feed
         self.guided = dict(guided_weight=guided_attention_weight, guided_layers=tuple(int(i) for i in guided_attention_layers),
                            guided_heads=guided_attention_heads, guided_sigma=guided_attention_sigma)
         self.idim, self.odim = idim, odim
@@ -217,7 +221,7 @@ class SLED(AbsTTS):
             wrapped, wrapped_lengths, feats, feats_lengths, self.eos_id,
             self.layout, self.tokens_per_chunk, self.frames_per_chunk, text_dropout, noise,
             self.energy_samples, self.energy_beta, self.stop_pos_weight,
-            **self.guided,
+            **self.guided, self_feed=self.self_feed,
         )
         loss, stats, weight = force_gatherable((loss, stats, text.shape[0]), loss.device)
         return loss, stats, weight

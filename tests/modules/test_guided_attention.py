@@ -155,3 +155,30 @@ def test_frame_perturbation_acts_in_training_only(option, value):
     torch.testing.assert_close(h(ref), h(ref))  # both 0: deterministic in training
     with pytest.raises(ValueError, match=option):
         _tiny(**{option: -1.0})
+
+
+def test_self_feed_replaces_real_frames_with_own_samples_in_training_only():
+    """Scheduled-sampling-style inputs: a fraction of the real input frames become the model's
+    own samples (padding untouched); the targets, and evaluation, are unchanged."""
+    torch.manual_seed(0)
+    text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
+    frames, fl = torch.randn(2, 7, 4), torch.tensor([7, 5])
+    lay = build_layout(tl, fl, "offline")
+    kw = dict(dim=16, layers=1, heads=2, ffn_dim=32, generator_width=16, generator_depth=1, noise_dim=4,
+              dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    lm = SLEDLM(10, 4, **kw)
+    real = torch.arange(7)[None] < fl[:, None]
+    assert torch.equal(lm.own_samples_mixed_in(text, tl, frames, fl, lay, 9, real, 0.0), frames)
+    mixed = lm.own_samples_mixed_in(text, tl, frames, fl, lay, 9, real, 1.0)
+    assert torch.equal(mixed[~real], frames[~real])
+    assert not torch.isclose(mixed[real], frames[real]).any()
+    noise = torch.randn(2, int(fl.sum()), 4)
+
+    def loss(rate):
+        return lm.loss(text, tl, frames, fl, 9, noise=noise, self_feed=rate)[0]
+    lm.eval()
+    torch.testing.assert_close(loss(1.0), loss(0.0))
+    lm.train()
+    assert not torch.isclose(loss(1.0), loss(0.0))
+    with pytest.raises(ValueError, match="self_feed"):
+        _tiny(self_feed=1.5)
