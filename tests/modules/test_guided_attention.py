@@ -131,17 +131,23 @@ def test_sledlm_loss_reports_guided_stat_only_when_asked():
     assert 0.0 <= float(stats["guided_attention"]) <= 1.0
 
 
+def _training_aid_case():
+    """(text, text lengths, frames, frame lengths, layout, SLEDLM keywords): a 2-row padded
+    batch and a tiny dropout-free model, for the training-only input perturbations."""
+    torch.manual_seed(0)
+    text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
+    frames, fl = torch.randn(2, 7, 4), torch.tensor([7, 5])
+    kw = dict(dim=16, layers=1, heads=2, ffn_dim=32, generator_width=16, generator_depth=1, noise_dim=4,
+              dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    return text, tl, frames, fl, build_layout(tl, fl, "offline"), kw
+
+
 @pytest.mark.parametrize("option,value", [("frame_dropout", 0.5), ("frame_noise", 0.3)])
 def test_frame_perturbation_acts_in_training_only(option, value):
     """Fed-back frame dropout (Tacotron-style pre-net dropout) and frame noise: the
     teacher-forced hidden states change in training mode, not in eval mode, and 0 leaves
     training untouched."""
-    torch.manual_seed(0)
-    text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
-    frames, fl = torch.randn(2, 7, 4), torch.tensor([7, 5])
-    lay = build_layout(tl, fl, "offline")
-    kw = dict(dim=16, layers=1, heads=2, ffn_dim=32, generator_width=16, generator_depth=1, noise_dim=4,
-              dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    text, tl, frames, fl, lay, kw = _training_aid_case()
     lm = SLEDLM(10, 4, **{option: value}, **kw)
     ref = SLEDLM(10, 4, **kw)
     ref.load_state_dict(lm.state_dict())
@@ -160,12 +166,7 @@ def test_frame_perturbation_acts_in_training_only(option, value):
 def test_self_feed_replaces_real_frames_with_own_samples_in_training_only():
     """Scheduled-sampling-style inputs: a fraction of the real input frames become the model's
     own samples (padding untouched); the targets, and evaluation, are unchanged."""
-    torch.manual_seed(0)
-    text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
-    frames, fl = torch.randn(2, 7, 4), torch.tensor([7, 5])
-    lay = build_layout(tl, fl, "offline")
-    kw = dict(dim=16, layers=1, heads=2, ffn_dim=32, generator_width=16, generator_depth=1, noise_dim=4,
-              dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    text, tl, frames, fl, lay, kw = _training_aid_case()
     lm = SLEDLM(10, 4, **kw)
     real = torch.arange(7)[None] < fl[:, None]
     assert torch.equal(lm.own_samples_mixed_in(text, tl, frames, fl, lay, 9, real, 0.0), frames)
