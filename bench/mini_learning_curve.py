@@ -128,22 +128,14 @@ def collate(rows, idx, device, text_of=None):
     return text.to(device), tl.to(device), padded.to(device), fl.to(device)
 
 
-@torch.no_grad()
-def heldout(model, rows, device, shift=0, drop_text=False, seed=0):
-    """Per-frame teacher-forced energy distance (fixed noise); utterance i read with the text of
-    utterance (i + shift) mod n, or with no text."""
-    model.eval()
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    total, frames = 0.0, 0
+def heldout(model, rows, shift=0, drop_text=False, seed=0):
+    """Held-out energy distance (``espnet2_sled.tts.heldout``); utterance i read with the text
+    of utterance (i + shift) mod n, or with no text."""
+    from espnet2_sled.tts.heldout import heldout_energy_distance
+
     n = len(rows)
-    for i in range(n):
-        text, tl, feats, fl = collate(rows, [i], device, {i: (i + shift) % n})
-        noise = torch.randn(model.energy_samples, feats.shape[1], model.lm.noise_dim, generator=g).to(device)
-        _, stats, _ = model(text, tl, feats, fl, text_dropout=torch.tensor([drop_text]), noise=noise)
-        total += float(stats["energy_distance"]) * feats.shape[1]
-        frames += feats.shape[1]
-    model.train()
-    return total / frames
+    items = ((rows[(i + shift) % n]["text"], rows[i]["feats"]) for i in range(n))
+    return heldout_energy_distance(model, items, seed, drop_text)
 
 
 def lr_at(step, steps, lrs):
@@ -218,9 +210,9 @@ def train(args):
             if update in save_at:
                 save(model, Path(f"{args.out}_upd{update}.pth"), overrides, update, data["token"])
             if update % args.eval_every == 0:
-                own = heldout(model, dev, device)
-                other = heldout(model, dev, device, shift=len(dev) // 2)
-                none = heldout(model, dev, device, drop_text=True)
+                own = heldout(model, dev)
+                other = heldout(model, dev, shift=len(dev) // 2)
+                none = heldout(model, dev, drop_text=True)
                 row = dict(update=update, epoch=epoch, seconds=round(time.time() - start, 1), train_loss=float(loss.detach()),
                            dev_own=own, dev_other=other, dev_none=none, gap=(other - own) / other)
                 curve.append(row)
@@ -230,9 +222,9 @@ def train(args):
                 break
     save(model, Path(f"{args.out}_final.pth"), overrides, update, data["token"])
     test = data["test"]
-    final = dict(update=update, test_own=heldout(model, test, device),
-                 test_other=heldout(model, test, device, shift=len(test) // 2),
-                 test_none=heldout(model, test, device, drop_text=True))
+    final = dict(update=update, test_own=heldout(model, test),
+                 test_other=heldout(model, test, shift=len(test) // 2),
+                 test_none=heldout(model, test, drop_text=True))
     print(f"[{args.out.name}] final after {update} updates ({time.time() - start:.0f} s): {final}", flush=True)
     print(f"[{args.out.name}] CURVE " + json.dumps(dict(curve=curve, final=final, overrides=overrides)), flush=True)
 

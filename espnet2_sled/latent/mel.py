@@ -5,8 +5,9 @@ Mel frames line up with Encodec's: mel frame ``t`` is centred on sample ``320 t`
 are ``ceil(S / 320)`` of them (75 Hz). ``stack = k`` concatenates k consecutive mel frames
 into one latent frame (width ``k * n_mels``, ``75 / k`` Hz, ``T = ceil(S / (320 k))``, the
 audio zero-padded to whole frames): k times fewer autoregressive steps for the same audio,
-which is what lets the CPU mini recipe learn an alignment in minutes.
-Values are ``(ln(max(mel, 1e-5)) - LOG_MEL_MEAN) / LOG_MEL_STD`` with fixed constants (no data statistics), about [-2, 2] for speech at normal level.
+which is what lets the CPU mini recipe learn an alignment in minutes. Values are
+``(ln(max(mel, 1e-5)) - LOG_MEL_MEAN) / LOG_MEL_STD`` with fixed constants (no data
+statistics), about [-2, 2] for speech at normal level.
 
 Decoding: mel -> linear magnitude by the filterbank's pseudo-inverse (clamped at 0), then
 ``griffin_lim_iters`` iterations of fast Griffin-Lim. Cost per second of audio with the

@@ -84,7 +84,7 @@ def heldout_test_score(model, data_path):
     import mini_learning_curve as probe
 
     rows = probe.load_rows(torch.load(data_path, weights_only=False), "test")
-    return probe.heldout(model, rows, torch.device("cpu"))
+    return probe.heldout(model, rows)
 
 
 def test_extra_rows_join_training_only_when_asked(tmp_path):

@@ -28,25 +28,15 @@ import torch
 
 from espnet2_sled.bin import score as scoring
 from espnet2_sled.text2speech import SLEDText2Speech
+from espnet2_sled.tts.heldout import heldout_energy_distance as tts_heldout
 
 
-@torch.no_grad()
 def heldout_energy_distance(t2s: SLEDText2Speech, texts, latents, keys, seed: int = 0, text_of=None,
                             drop_text: bool = False) -> float:
     """Per-frame teacher-forced energy distance over ``keys``; utterance k is read with the
     text of ``text_of[k]`` (default: its own) or with no text (``drop_text``)."""
-    tts = t2s.tts.eval()
-    total, frames = 0.0, 0
-    g = torch.Generator().manual_seed(seed)
-    for key in keys:
-        text = t2s.tokenize(texts[(text_of or {}).get(key, key)])[None]
-        feats = torch.as_tensor(latents[key], dtype=torch.float32)[None]
-        noise = torch.randn(tts.energy_samples, feats.shape[1], tts.lm.noise_dim, generator=g)
-        _, stats, _ = tts(text, torch.tensor([text.shape[1]]), feats, torch.tensor([feats.shape[1]]),
-                          text_dropout=torch.tensor([drop_text]), noise=noise)
-        total += float(stats["energy_distance"]) * feats.shape[1]
-        frames += feats.shape[1]
-    return total / frames
+    items = ((t2s.tokenize(texts[(text_of or {}).get(key, key)]), torch.tensor(latents[key])) for key in keys)
+    return tts_heldout(t2s.tts, items, seed, drop_text)
 
 
 def main():
