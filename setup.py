@@ -26,8 +26,11 @@ extras_require = {
     "score": ["pocketsphinx", "resemblyzer", "speechmos", "onnxruntime", "jiwer"],
     # phoneme token lists (recipe --token_type phn --g2p espeak_ng_*): espeak-ng through phonemizer
     "g2p": ["phonemizer"],
-    # second Encodec implementation used by tests to cross-check ours
-    "test": ["pytest", "transformers"],
+    # second Encodec implementation used by tests to cross-check ours; selenium drives
+    # Debian's chromium (apt: chromium chromium-driver) in the web page's test
+    "test": ["pytest", "transformers", "selenium"],
+    # the synthesis server (python -m espnet2_sled.bin.serve)
+    "serve": ["aiohttp"],
 }
 extras_require["all"] = sorted({p for ps in extras_require.values() for p in ps})
 
@@ -36,6 +39,7 @@ setup(
     version="0.1.0",
     description="SLED-TTS as an ESPnet2 TTS plugin",
     packages=find_packages(include=["espnet2_sled", "espnet2_sled.*"]),
+    package_data={"espnet2_sled.serve": ["static/*"]},  # the server's web page
     python_requires=">=3.11,<3.12",
     install_requires=install_requires,
     extras_require=extras_require,

@@ -15,13 +15,16 @@ $venv/bin/python -m pip install -q "pip<26"
 $venv/bin/python -m pip install -c tools/constraints.txt -e ".[all]"
 $venv/bin/python -m pip check
 # Debian speech synthesizers for the mini corpus, and five real LibriVox utterances
-# (pocketsphinx-testdata) as an extra real-speech test set (recipe only; tests need none).
+# (pocketsphinx-testdata) as an extra real-speech test set (recipe only; tests need none);
+# chromium + its driver for the server's web-page test (tests/server/test_browser.py).
 if ! command -v flite >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
-   || [ ! -d /usr/share/pocketsphinx/test/data/librivox ]; then
+   || [ ! -d /usr/share/pocketsphinx/test/data/librivox ] \
+   || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite espeak-ng sox pocketsphinx-testdata >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite espeak-ng sox pocketsphinx-testdata \
+      chromium chromium-driver >/dev/null
   else
-    echo "install.sh: the mini recipe needs flite, espeak-ng, sox (and optionally pocketsphinx-testdata); install them with your package manager" >&2
+    echo "install.sh: the mini recipe needs flite, espeak-ng, sox (and optionally pocketsphinx-testdata), the server's browser test chromium and chromium-driver; install them with your package manager" >&2
   fi
 fi
 rm -f $venv/.installed-* && touch "$stamp"

@@ -1,0 +1,123 @@
+// The web page's client: text -> /stream (WebSocket), audio chunks -> Web Audio as they arrive.
+// Protocol: espnet2_sled/serve/protocol.py. Binary frames are 16-bit little-endian PCM, mono.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let audioContext = null;
+let socket = null;
+// what was handed to Web Audio (read by tests/server/test_browser.py)
+window.sledPlayer = { scheduled: 0, scheduledSeconds: 0, contextState: () => audioContext && audioContext.state };
+
+function setState(state, text) {
+  document.body.dataset.state = state;
+  $("status").textContent = text || state;
+}
+
+fetch("/info").then((r) => r.json()).then((info) => {
+  $("model").textContent = `${info.model}: ${info.sample_rate} Hz, ${info.latent.name} latent, ` +
+    `${info.streaming.layout} layout, ${info.streaming.frames_per_chunk} frames ` +
+    `(${info.streaming.chunk_seconds.toFixed(2)} s) per chunk`;
+}).catch((e) => { $("model").textContent = `no server info: ${e}`; });
+
+function readPrompt() {
+  const file = $("prompt-audio").files[0];
+  if (!file) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result.split(",", 2)[1]);  // data URL -> base64
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function speak() {
+  if (socket) socket.close();
+  // created on the click (a user gesture), so browsers let it play
+  audioContext = audioContext || new AudioContext();
+  await audioContext.resume();
+  const words = $("text").value.split(/(?<=\s)/);  // keep each word's trailing space
+  const perMessage = Math.max(1, parseInt($("words-per-message").value || "1", 10));
+  const first = {};
+  for (const [id, key, parse] of [["seed", "seed", parseInt], ["cfg-scale", "cfg_scale", parseFloat],
+                                   ["stop-threshold", "stop_threshold", parseFloat],
+                                   ["max-frames", "max_frames", parseInt]]) {
+    if ($(id).value !== "") first[key] = parse($(id).value);
+  }
+  const prompt = await readPrompt();
+  if (prompt) { first.prompt_audio = prompt; first.prompt_text = $("prompt-text").value; }
+
+  $("error").textContent = "";
+  $("first-audio").textContent = "–";
+  $("rtf").textContent = "–";
+  $("chunks").textContent = "0";
+  $("chunks-total").textContent = "?";
+  $("audio-seconds").textContent = "0";
+  window.sledPlayer.scheduled = 0;
+  window.sledPlayer.scheduledSeconds = 0;
+  setState("streaming", "connecting");
+  const started = performance.now();
+  let sampleRate = 24000, chunks = 0, samples = 0, nextTime = 0, finished = false;
+
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/stream`;
+  const ws = socket = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => {
+    setState("streaming", "streaming");
+    for (let i = 0; i < words.length; i += perMessage) {
+      const message = i === 0 ? first : {};
+      message.text = words.slice(i, i + perMessage).join("");
+      ws.send(JSON.stringify(message));
+    }
+    if (words.length === 0) ws.send(JSON.stringify(Object.assign(first, { text: "" })));
+    ws.send(JSON.stringify({ end: true }));
+  };
+  ws.onmessage = (msg) => {
+    if (typeof msg.data !== "string") {
+      play(new Int16Array(msg.data));
+      return;
+    }
+    const event = JSON.parse(msg.data);
+    if (event.event === "ready") {
+      sampleRate = event.sample_rate;
+    } else if (event.event === "done") {
+      finished = true;
+      $("chunks-total").textContent = String(event.chunks);
+      $("rtf").textContent = event.rtf === null ? "–" : event.rtf.toFixed(3);
+      setState("done", `done (${event.audio_seconds.toFixed(2)} s of audio)`);
+    } else if (event.event === "error") {
+      finished = true;
+      $("error").textContent = `${event.error}: ${event.message}`;
+      setState("error", `error ${event.code}`);
+    }
+  };
+  ws.onclose = (e) => {
+    if (!finished) {
+      $("error").textContent = `connection closed (${e.code}) ${e.reason}`;
+      setState("error", `closed ${e.code}`);
+    }
+  };
+
+  function play(pcm) {
+    chunks += 1;
+    samples += pcm.length;
+    if (chunks === 1) $("first-audio").textContent = String(Math.round(performance.now() - started));
+    $("chunks").textContent = String(chunks);
+    $("audio-seconds").textContent = (samples / sampleRate).toFixed(2);
+    if (pcm.length === 0) return;
+    const buffer = audioContext.createBuffer(1, pcm.length, sampleRate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) channel[i] = pcm[i] / 32767;  // inverse of the server's scaling
+    const source = audioContext.createBufferSource();
+    source.buffer = buffer;
+    source.connect(audioContext.destination);
+    nextTime = Math.max(nextTime, audioContext.currentTime + 0.05);  // gapless after the first chunk
+    source.start(nextTime);
+    nextTime += buffer.duration;
+    window.sledPlayer.scheduled += 1;
+    window.sledPlayer.scheduledSeconds += buffer.duration;
+  }
+}
+
+$("speak").addEventListener("click", () => {
+  speak().catch((e) => { $("error").textContent = String(e); setState("error", "error"); });
+});
