@@ -1,0 +1,76 @@
+"""One real server process for tests/server: a tiny streaming model with the weight-free mel
+latent, trained for one step through the training CLI, served on 127.0.0.1 at a free port."""
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from espnet2_sled.bin import sled_train
+from espnet2_sled.bin.serve import find_checkpoint
+from factory import DEBUG_CONF, REPO, train_args, write_dataset
+
+# small limits, so that the tests can reach them quickly
+MAX_SESSIONS = 2
+IDLE_TIMEOUT = 1.5
+MAX_TEXT_CHARS = 300
+
+
+@pytest.fixture(scope="session")
+def server_exp(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    data, exp = root / "data", root / "exp"
+    write_dataset(data, odim=8)
+    conf = yaml.safe_load(DEBUG_CONF.read_text())
+    conf["tts_conf"].update(layout="packed", latent="mel", latent_conf=dict(n_mels=4, stack=2, griffin_lim_iters=4))
+    conf.update(max_epoch=1, num_iters_per_epoch=1)
+    (root / "conf.yaml").write_text(yaml.safe_dump(conf))
+    sled_train.main(train_args(data, exp, config=root / "conf.yaml"))
+    return exp
+
+
+@pytest.fixture(scope="session")
+def synthesizer(server_exp):
+    """The in-process API on the same files the server loads (the reference for equality)."""
+    from espnet2_sled.text2speech import SLEDText2Speech
+
+    return SLEDText2Speech(server_exp / "config.yaml", find_checkpoint(server_exp))
+
+
+@pytest.fixture(scope="session")
+def server(server_exp, tmp_path_factory):
+    """Base URL ``http://127.0.0.1:PORT`` of a running ``python -m espnet2_sled.bin.serve``."""
+    log = tmp_path_factory.mktemp("serve_log") / "server.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "espnet2_sled.bin.serve", "--model_file", str(server_exp), "--port", "0",
+           "--max_sessions", str(MAX_SESSIONS), "--idle_timeout", str(IDLE_TIMEOUT),
+           "--max_text_chars", str(MAX_TEXT_CHARS)]
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    lines: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    deadline, url = time.monotonic() + 180, None
+    while url is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line.startswith("serving on "):
+            url = line.split()[-1]
+    if url is None:
+        proc.kill()
+        proc.wait(timeout=10)
+        pytest.fail(f"server did not start (exit {proc.returncode}); its log:\n{log.read_text()[-4000:]}")
+    assert url.startswith("http://127.0.0.1:")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
