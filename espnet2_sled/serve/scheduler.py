@@ -49,6 +49,7 @@ class Stream:
         self.id, self.emit = stream_id, emit
         self.session = None  # StreamingSession, made on the worker by the first message
         self.work: Optional[Iterator] = None  # what the session's last push_text / end_text returned
+        self.text_ended = False  # end_text() was called: the next StopIteration means finished
         self.closed = False  # the client is gone (set from the event loop)
         self.released = False  # slot returned
         self.started: Optional[float] = None  # perf_counter when the first message arrived
@@ -185,6 +186,7 @@ class Scheduler:
                 stream.work = stream.session.push_text(message.text)
             if message.end:
                 stream.work = stream.session.end_text()
+                stream.text_ended = True
         except Exception as e:
             self._fail(stream, e)
 
@@ -192,8 +194,8 @@ class Scheduler:
         try:
             chunk = next(stream.work)
         except StopIteration:
-            stream.work = None  # waiting for text, or finished
-            if stream.session.finished:
+            stream.work = None  # waiting for text, or finished (all text read, or the stop head fired early)
+            if stream.text_ended or stream.session.stopped_early:
                 self._finish(stream)
             return
         except Exception as e:

@@ -14,11 +14,8 @@ import yaml
 from espnet2_sled.bin import sled_train
 from espnet2_sled.bin.serve import find_checkpoint
 from factory import DEBUG_CONF, REPO, train_args, write_dataset
+from served import IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS
 
-# small limits, so that the tests can reach them quickly
-MAX_SESSIONS = 2
-IDLE_TIMEOUT = 1.5
-MAX_TEXT_CHARS = 300
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,10 @@ import soundfile as sf
 from espnet2_sled.serve.protocol import pcm16
 
 TIMEOUT = 60.0  # seconds any one exchange with the server may take
+# the server's limits in these tests: small, so that the tests reach them quickly
+MAX_SESSIONS = 2
+IDLE_TIMEOUT = 1.5
+MAX_TEXT_CHARS = 300
 MAX_MESSAGES = 5000
 
 
