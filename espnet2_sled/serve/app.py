@@ -89,8 +89,9 @@ async def synthesize(request: web.Request) -> web.Response:
             raise RequestError("request_too_large", f"request body is over {scheduler.limits.max_message_bytes} "
                                                     "bytes; shorten the text or the prompt", MESSAGE_TOO_BIG)
         text, options = await asyncio.to_thread(parse_synthesis_request, raw, scheduler.limits)
+        job = scheduler.synthesize(text, options)  # RequestError 503 when --max_sessions are busy
         try:
-            wav, compute_seconds = await asyncio.wrap_future(scheduler.synthesize(text, options))
+            wav, compute_seconds = await asyncio.wrap_future(job)
         except (ValueError, TypeError) as e:
             raise RequestError("invalid_input", f"{type(e).__name__}: {e}", INVALID_PAYLOAD)
         except Exception as e:

@@ -207,7 +207,11 @@ class StreamRequest:
             raise RequestError("text_after_end", "a message arrived after {\"end\": true}; open a new session for "
                                                  "new text", POLICY_VIOLATION)
         obj = parse_object(raw)
-        check_keys(obj, MESSAGE_KEYS + OPTION_KEYS if self.first else MESSAGE_KEYS)
+        late = sorted(set(obj) & set(OPTION_KEYS)) if not self.first else []
+        if late:
+            raise RequestError("option_after_first_message", f"option(s) {late} came after the first message; "
+                                                             "options go in the first message only")
+        check_keys(obj, MESSAGE_KEYS + OPTION_KEYS)
         text = parse_text(obj, required=False)
         end = obj.get("end", False)
         if not isinstance(end, bool):

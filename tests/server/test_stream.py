@@ -123,3 +123,14 @@ def test_over_max_sessions_is_refused_then_served_again(server):
     wait_idle(server)
     again = run(stream(server, pieces_of(TEXT, dict(seed=0, max_frames=4, **NEVER_STOP))))
     assert again.close_code == NORMAL and len(again.pcm) == 4 * 640 * 2
+
+
+def test_stream_that_reaches_max_frames_before_the_end_marker_is_done(server, synthesizer):
+    """max_frames reached while text is still open: done (stopped_early), no end marker needed."""
+    options = dict(seed=4, max_frames=6, **NEVER_STOP)
+    got = run(stream(server, pieces_of(TEXT, options)[:-1]))  # never sends {"end": true}
+    session = synthesizer.stream(**options)
+    chunks = [c for message in pieces_of(TEXT, {})[:-1] for c in session.push_text(message["text"])]
+    assert session.stopped_early and got.close_code == NORMAL
+    assert got.last("done")["stopped_early"] is True
+    assert got.pcm == b"".join(pcm16(c.audio) for c in chunks) and len(got.pcm) == 6 * 640 * 2
