@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Load on the synthesis server: 1, 2, 4, 8 concurrent streaming clients (localhost only).
 
-    .venv/bin/python bench/bench_server.py                       # mini model zip (if the recipe ran) + paper
+    .venv/bin/python bench/bench_server.py          # mini-recipe zips (if the recipe ran) + paper.yaml
     .venv/bin/python bench/bench_server.py --model_file egs2/libriheavy/sled/exp/.../sled.zip
     .venv/bin/python bench/bench_server.py --configs paper --device cuda --out bench/results/server_h200.txt
 
 Starts ``python -m espnet2_sled.bin.serve`` on 127.0.0.1 (a free port) per model: a trained
-model (``--model_file``; by default the newest mini-recipe ``.zip`` under
-egs2/libriheavy/sled/exp/ when there is one) and each ``--configs`` entry built with random
-weights (Encodec latent on random weights too; speed does not depend on the weights). For
-each client count N, N clients connect at once and each streams ``--text`` word by word
-(all words sent at once, then the end marker), seed = client number. Per stream:
+model (``--model_file``; by default the mini recipe's packed ``.zip`` files under
+egs2/libriheavy/sled/exp/, offline and streaming, when there are any) and each
+``--configs`` entry built with random weights (Encodec latent on random weights too; speed
+does not depend on the weights; ``stop_threshold`` 1.5, so every stream makes exactly
+``--max_frames`` frames). For each client count N, N clients connect at once and each
+streams a 156-character sentence word by word (all words sent at once, then the end
+marker), seed = client number. Per stream:
 
 * first audio: from sending the first text message to receiving the first audio frame;
 * wall RTF: from the first message to the last audio frame, over the audio's duration
@@ -35,16 +37,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = ("Streaming speech synthesis starts talking before the whole sentence has arrived, "
         "which matters when the text comes from a language model one word at a time.")
 
 
-def mini_model() -> Optional[Path]:
-    zips = sorted((REPO / "egs2/libriheavy/sled/exp").glob("**/*.zip"), key=lambda p: p.stat().st_mtime)
-    return zips[-1] if zips else None
+def mini_models() -> List[Path]:
+    """The mini recipe's packed models (stage 9): the newest zip of each exp dir (offline, streaming)."""
+    newest: Dict[Path, Path] = {}
+    for path in sorted((REPO / "egs2/libriheavy/sled/exp").glob("*/*.zip"), key=lambda p: p.stat().st_mtime):
+        if not path.name.endswith(".tmp.zip"):
+            newest[path.parent] = path
+    return sorted(newest.values())
 
 
 def random_weights_exp(config: Path, out: Path, seed: int = 0) -> Path:
@@ -205,7 +211,7 @@ def bench_model(name: str, model_file: Path, args, report: List[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_file", type=Path, default=None,
-                        help="trained model (.zip / exp dir); default: the newest mini-recipe zip, if any")
+                        help="trained model (.zip / exp dir); default: the mini recipe's zips (offline, streaming), if any")
     parser.add_argument("--configs", nargs="*", default=["paper"],
                         help="conf/<name>.yaml served with random weights (e.g. paper streaming_paper)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -222,10 +228,10 @@ def main(argv=None) -> int:
     report = [f"bench_server: {os.cpu_count()} CPUs, load average {load_average[0]:.1f}, "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, text {len(TEXT)} chars"]
     print(report[0], flush=True)
-    model_file = args.model_file or mini_model()
-    if model_file is not None:
+    models = [args.model_file] if args.model_file else mini_models()
+    for model_file in models:
         bench_model(Path(model_file).name, Path(model_file), args, report)
-    elif args.model_file is None:
+    if not models:
         print("(no mini-recipe zip under egs2/libriheavy/sled/exp: run the recipe with --mini true for it)")
     stop = args.stop_threshold
     for config in args.configs:

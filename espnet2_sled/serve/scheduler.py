@@ -30,6 +30,7 @@ Interactive clients should use the stream.
 
 import collections
 import itertools
+import logging
 import threading
 import time
 from concurrent.futures import Future
@@ -39,6 +40,7 @@ from espnet2_sled.serve.protocol import (
     INTERNAL_ERROR, INVALID_PAYLOAD, TRY_AGAIN_LATER, Limits, Message, RequestError, SynthesisOptions, pcm16,
 )
 
+log = logging.getLogger(__name__)
 Emit = Callable[[Dict[str, Any], Optional[bytes]], None]  # (JSON event, binary audio or None), thread-safe
 
 
@@ -149,11 +151,14 @@ class Scheduler:
                     return
                 commands = list(self.commands)
                 self.commands.clear()
-            for command in commands:
-                command()
-            stream = self._next_ready()
-            if stream is not None:
-                self._step(stream)
+            try:
+                for command in commands:
+                    command()
+                stream = self._next_ready()
+                if stream is not None:
+                    self._step(stream)
+            except Exception:  # a bug here must not stop the worker (and with it every session)
+                log.exception("model worker")
 
     def _next_ready(self) -> Optional[Stream]:
         for _ in range(len(self.turns)):
