@@ -126,8 +126,9 @@ def wait_idle(url: str, timeout: float = 10.0) -> float:
     raise AssertionError(f"sessions still active after {timeout} s: {get_json(url, '/info')}")
 
 
-def sine_prompt(seconds: float = 0.5, sample_rate: int = 16000):
-    """(samples [S], sample_rate, base64 of it as a WAV file): a 220 Hz hum as a voice prompt."""
+def sine_prompt(seconds: float = 0.5, sample_rate: int = 24000):
+    """(samples [S], sample_rate, base64 of it as a WAV file): a 220 Hz hum as a voice prompt
+    (at the model's rate: resampling is tested elsewhere, and importing librosa costs seconds)."""
     audio = (0.1 * np.sin(np.arange(int(seconds * sample_rate)) / sample_rate * 2 * np.pi * 220)).astype(np.float32)
     buffer = io.BytesIO()
     sf.write(buffer, audio, sample_rate, format="WAV", subtype="FLOAT")

@@ -63,7 +63,7 @@ def test_http_wav_equals_offline_decoding(server, synthesizer):
 
 
 def test_two_concurrent_streams_each_equal_solo_and_do_not_wait_for_each_other(server, synthesizer):
-    long_options = dict(seed=1, max_frames=120, **NEVER_STOP)  # 30 chunks
+    long_options = dict(seed=1, max_frames=60, **NEVER_STOP)  # 15 chunks
     short_options = dict(seed=2, max_frames=12, **NEVER_STOP)  # 3 chunks
 
     async def both():
@@ -84,7 +84,7 @@ def test_two_concurrent_streams_each_equal_solo_and_do_not_wait_for_each_other(s
     # round-robin: the short stream finished while the long one was still sending audio
     assert short_got.arrival[-1] < long_got.arrival[-1]
     later = [t for t in long_got.arrival if t > short_got.arrival[-1]]
-    assert len(later) >= 10, f"only {len(later)} of the long stream's 30 chunks came after the short stream"
+    assert len(later) >= 5, f"only {len(later)} of the long stream's 15 chunks came after the short stream"
     wait_idle(server)
 
 
