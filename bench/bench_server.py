@@ -165,6 +165,10 @@ def p95(xs):
     return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
 
 
+def stat(fn, xs) -> float:
+    return fn(xs) if xs else float("nan")
+
+
 def bench_model(name: str, model_file: Path, args, report: List[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(model_file, args.device, max(args.clients), Path(tmp) / "server.log")
@@ -193,12 +197,9 @@ def bench_model(name: str, model_file: Path, args, report: List[str]) -> None:
                 walls = [r["wall_rtf"] for r in results if r["wall_rtf"] is not None]
                 computes = [r["compute_rtf"] for r in results if r["compute_rtf"] is not None]
                 complete = sum(r["complete"] for r in results)
-                row = (f"{clients:>7} {len(results):>7} {statistics.median(firsts) if firsts else float('nan'):>17.3f}s "
-                       f"{p95(firsts) if firsts else float('nan'):>6.3f}s "
-                       f"{statistics.median(walls) if walls else float('nan'):>15.3f} "
-                       f"{max(walls) if walls else float('nan'):>6.3f} "
-                       f"{statistics.median(computes) if computes else float('nan'):>18.3f} "
-                       f"{complete:>4}/{len(results):<3}")
+                row = (f"{clients:>7} {len(results):>7} {stat(statistics.median, firsts):>17.3f}s "
+                       f"{stat(p95, firsts):>6.3f}s {stat(statistics.median, walls):>15.3f} {stat(max, walls):>6.3f} "
+                       f"{stat(statistics.median, computes):>18.3f} {complete:>4}/{len(results):<3}")
                 report.append(row)
                 print(row, flush=True)
                 for r in results:
@@ -211,7 +212,7 @@ def bench_model(name: str, model_file: Path, args, report: List[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_file", type=Path, default=None,
-                        help="trained model (.zip / exp dir); default: the mini recipe's zips (offline, streaming), if any")
+                        help="trained model (.zip / exp dir); default: the mini recipe's zips, if any")
     parser.add_argument("--configs", nargs="*", default=["paper"],
                         help="conf/<name>.yaml served with random weights (e.g. paper streaming_paper)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
