@@ -134,12 +134,10 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
             if not isinstance(error, RequestError):
                 raise error
             final = error.event()
+            await stop(sender)  # no audio frame after the error
             await ws.send_json(final)
         # else: the client closed the connection
-        if not receiver.done():
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+        await stop(receiver)
         if final is not None and not ws.closed:
             await ws.close(code=final.get("code", NORMAL), message=final.get("error", "done").encode()[:120])
     except (ConnectionError, RuntimeError):
@@ -150,6 +148,13 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
                 task.cancel()
         scheduler.close(handle)  # frees the session and its KV cache at once
     return ws
+
+
+async def stop(task: asyncio.Task) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def close_with(ws: web.WebSocketResponse, event: Dict[str, Any]) -> None:
