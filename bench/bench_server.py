@@ -86,7 +86,7 @@ class Server:
     """``python -m espnet2_sled.bin.serve`` on 127.0.0.1, port chosen by the OS."""
 
     def __init__(self, model_file: Path, device: str, max_sessions: int, log: Path, start_timeout: float = 600):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         cmd = [sys.executable, "-m", "espnet2_sled.bin.serve", "--model_file", str(model_file), "--port", "0",
                "--host", "127.0.0.1", "--device", device, "--max_sessions", str(max_sessions),
                "--idle_timeout", "120", "--max_text_chars", "10000"]

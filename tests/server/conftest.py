@@ -45,7 +45,7 @@ def synthesizer(server_exp):
 def server(server_exp, tmp_path_factory):
     """Base URL ``http://127.0.0.1:PORT`` of a running ``python -m espnet2_sled.bin.serve``."""
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     cmd = [sys.executable, "-m", "espnet2_sled.bin.serve", "--model_file", str(server_exp), "--port", "0",
            "--max_sessions", str(MAX_SESSIONS), "--idle_timeout", str(IDLE_TIMEOUT),
            "--max_text_chars", str(MAX_TEXT_CHARS)]
