@@ -112,9 +112,9 @@ def read_hf_directory(path: Path) -> Dict[str, torch.Tensor]:
         raise ValueError(f"Encodec directory '{path}' holds a {rate} Hz, "
                          f"{config.get('audio_channels')}-channel model; expected '{HF_REPO}' (24 kHz mono)")
     if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
+        from espnet2_sled.checkpoint import read_safetensors_file
 
-        return load_file(str(path / "model.safetensors"))
+        return read_safetensors_file(path / "model.safetensors")
     if (path / "pytorch_model.bin").is_file():
         return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
     raise FileNotFoundError(f"Encodec directory '{path}' has config.json but no model.safetensors")
