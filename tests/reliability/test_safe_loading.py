@@ -2,11 +2,7 @@
 its code never runs) and strictly (missing / unexpected keys are named), through the
 Python API, ``sled_inference --model_file``, ``sled_train --init_param`` and resume."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +11,7 @@ from espnet2_sled.bin import sled_train
 from espnet2_sled.checkpoint import CheckpointError
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import SLEDText2Speech
-from factory import train_args, write_dataset
-
-REPO = Path(__file__).resolve().parents[2]
+from factory import train_args
 
 
 class CreatesFile:
@@ -28,15 +22,6 @@ class CreatesFile:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("safe")
-    data, exp = root / "data", root / "exp"
-    write_dataset(data)
-    sled_train.main(train_args(data, exp, extra=["--max_epoch", "1", "--num_iters_per_epoch", "1"]))
-    return data, exp
 
 
 def crafted(exp, tmp_path, name="evil.pth"):
@@ -89,31 +74,23 @@ def test_good_model_file_still_loads_exactly(trained):
         assert torch.equal(value, saved[key]), key
 
 
-def run_cli(module, args, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=300)
-
-
-def test_sled_inference_cli_refuses_a_pickle_with_code(trained, tmp_path):
+def test_sled_inference_cli_refuses_a_pickle_with_code(trained, tmp_path, run_cli):
     data, exp = trained
     evil, marker = crafted(exp, tmp_path)
-    r = run_cli("espnet2_sled.bin.sled_inference", [
-        "--output_dir", str(tmp_path / "out"), "--train_config", str(exp / "config.yaml"),
-        "--model_file", str(evil), "--data_path_and_name_and_type", f"{data}/text,text,text",
-        "--max_frames", "3"], tmp_path)
+    r = run_cli("espnet2_sled.bin.sled_inference", "--output_dir", tmp_path / "out",
+                "--train_config", exp / "config.yaml", "--model_file", evil,
+                "--data_path_and_name_and_type", f"{data}/text,text,text", "--max_frames", "3")
     assert r.returncode != 0
     assert f"model file '{evil}' holds more than tensors and was refused" in r.stderr
     assert not marker.exists()
     assert not (tmp_path / "out" / "wav" / "wav.scp").exists()  # nothing decoded with random weights
 
 
-def test_sled_train_init_param_refuses_a_pickle_with_code_and_checks_keys(trained, tmp_path):
+def test_sled_train_init_param_refuses_a_pickle_with_code_and_checks_keys(trained, tmp_path, run_cli):
     data, exp = trained
     evil, marker = crafted(exp, tmp_path)
     one_iter = ["--max_epoch", "1", "--num_iters_per_epoch", "1"]
-    r = run_cli("espnet2_sled.bin.sled_train",
-                train_args(data, tmp_path / "ft", extra=[*one_iter, "--init_param", str(evil)]), tmp_path)
+    r = run_cli("espnet2_sled.bin.sled_train", *train_args(data, tmp_path / "ft", extra=[*one_iter, "--init_param", evil]))
     assert r.returncode != 0
     assert f"model file '{evil}' holds more than tensors and was refused" in r.stderr
     assert not marker.exists() and not (tmp_path / "ft" / "1epoch.pth").exists()
