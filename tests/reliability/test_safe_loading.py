@@ -1,6 +1,7 @@
 """Issue 11 item 1: model files are read as weights only (a pickle with code is refused, and
 its code never runs) and strictly (missing / unexpected keys are named), through the
-Python API, ``sled_inference --model_file``, ``sled_train --init_param`` and resume."""
+Python API (model file, packed zip), ``sled_inference --model_file``, ``sled_train
+--init_param`` and resume."""
 
 import shutil
 
@@ -44,6 +45,15 @@ def test_api_refuses_a_pickle_with_code_and_never_runs_it(trained, tmp_path):
         assert f"model file '{evil}' holds more than tensors and was refused" in str(err.value)
         assert "asks for 'io.open'" in str(err.value)
         assert not marker.exists()
+
+    # a packed zip (espnet2.bin.pack) goes through the same loader in from_pretrained
+    from espnet2.bin.pack import main as pack
+
+    pack(["tts", "--train_config", str(exp / "config.yaml"), "--model_file", str(evil),
+          "--outpath", str(tmp_path / "evil.zip")])
+    with pytest.raises(CheckpointError, match=r"evil.pth' holds more than tensors and was refused"):
+        SLEDText2Speech.from_pretrained(str(tmp_path / "evil.zip"), cachedir=str(tmp_path / "cache"))
+    assert not marker.exists()
 
 def test_missing_unexpected_and_mismatched_keys_are_named(trained, tmp_path):
     _, exp = trained

@@ -253,9 +253,11 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         run ${python} local/train_bpe.py --vocab_size "${nbpe}" --model_type "${bpemode}" \
             "${token_dir}" "${bpe_train_text:-data/${train_set}/text}"
     else
-        # ESPnet's own tool, as tts.sh does: the vocabulary of the training text
+        # ESPnet's own tool, as tts.sh does: the vocabulary of the training text. Run after
+        # importing espnet2_sled, which defers g2p_en (it would try nltk.download at import).
         mkdir -p "${token_dir}"
-        run ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" --g2p "${g2p}" \
+        run ${python} -c 'import runpy, espnet2_sled; runpy.run_module("espnet2.bin.tokenize_text", run_name="__main__", alter_sys=True)' \
+            --token_type "${token_type}" --g2p "${g2p}" \
             --cleaner none --input "${bpe_train_text:-data/${train_set}/text}" --output "${token_list}.tmp" \
             --field 2- --write_vocabulary true \
             --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
