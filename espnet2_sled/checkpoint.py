@@ -38,9 +38,14 @@ def _refused_object(error: Exception) -> str:
     return match.group(1) if match else str(error).strip().splitlines()[0]
 
 
-def read_torch_file(path: PathLike, map_location: str = "cpu", allowed_globals: Sequence = ()) -> object:
-    """``torch.load(path, weights_only=True)``; errors name the file. ``allowed_globals``: the
-    few extra plain types a trusted writer is known to store (ESPnet's resume checkpoint)."""
+RESAVE = ("if you trust the file, load it yourself and re-save its state dict: "
+          "torch.save(model.state_dict(), 'clean.pth')")
+
+
+def read_torch_file(path: PathLike, map_location: str = "cpu", allowed_globals: Sequence = (),
+                    advice: str = RESAVE) -> object:
+    """``torch.load(path, weights_only=True)``; errors name the file (and end with ``advice``).
+    ``allowed_globals``: the few extra plain types a known writer stores (ESPnet's resume file)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file '{path}' does not exist")
@@ -48,13 +53,10 @@ def read_torch_file(path: PathLike, map_location: str = "cpu", allowed_globals: 
         with torch.serialization.safe_globals(list(allowed_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        hint = " (a trainer's checkpoint.pth? decode or fine-tune from NNepoch.pth / *.best.pth)" \
-            if path.name == "checkpoint.pth" else ""
         raise CheckpointError(
             f"model file '{path}' holds more than tensors and was refused: it asks for "
-            f"'{_refused_object(e)}', and unpickling such objects can run code from the file{hint}. "
-            "Only weights are read (torch.load weights_only=True); if you trust the file, re-save its "
-            "state dict: torch.save(model.state_dict(), 'clean.pth')"
+            f"'{_refused_object(e)}', and unpickling such objects can run code from the file. "
+            f"Only weights are read (torch.load weights_only=True); {advice}"
         ) from None
     except Exception as e:  # torch raises RuntimeError for a truncated / non-zip file
         raise CheckpointError(
@@ -104,7 +106,10 @@ def read_state_dict(path: PathLike, map_location: str = "cpu") -> StateDict:
     path = Path(path)
     if path.suffix == ".safetensors":
         return read_safetensors_file(path)
-    state = read_torch_file(path, map_location)
+    advice = RESAVE
+    if path.name == "checkpoint.pth":
+        advice = "this looks like the trainer's resume file: decode or fine-tune from NNepoch.pth / *.best.pth"
+    state = read_torch_file(path, map_location, advice=advice)
     if isinstance(state, Mapping) and "module" in state and isinstance(state["module"], Mapping):
         state = state["module"]  # deepspeed checkpoints, as ESPnet accepts
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -70,7 +70,8 @@ class SLEDTrainer(Trainer):
     @staticmethod
     def resume(checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
         device = f"cuda:{torch.cuda.current_device()}" if ngpu > 0 else "cpu"
-        states = read_torch_file(checkpoint, device, RESUME_GLOBALS)
+        states = read_torch_file(checkpoint, device, RESUME_GLOBALS,
+                                 advice="the trainer writes only tensors, numpy scalars and timings there")
         if strict:
             load_state_strictly(model, states["model"], str(checkpoint))
         else:  # ESPnet's adapters save only their own weights

@@ -4,7 +4,7 @@
 #  1 data prep        local/data.sh -> data/<set>/{wav.scp,segments,text,utt2spk,spk2utt}
 #  2 latents          espnet2_sled.bin.extract_latents -> dump/latents/<set>/{feats.scp,speech_shape}
 #  3 token list       sentencepiece on the training text -> dump/token_list/bpe_<mode><N>/
-#  4 stats            sled_train --collect_stats, aggregate, drop utterances over the position limit
+#  4 stats            drop utterances over the position limit, then sled_train --collect_stats, aggregate
 #  5 training         espnet2.bin.launch ... sled_train
 #  6 streaming tune   same, streaming config, initialised from stage 5
 #  7 decoding         sled_inference array jobs -> exp/<tag>/decode_<mode>_<model>/<set>/{wav/,wav.scp,timing.jsonl}
