@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from espnet2_sled.bin import sled_train
+from espnet2_sled.bin import sled_inference, sled_train
 from espnet2_sled.checkpoint import CheckpointError
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import SLEDText2Speech
@@ -84,14 +84,14 @@ def test_good_model_file_still_loads_exactly(trained):
         assert torch.equal(value, saved[key]), key
 
 
-def test_sled_inference_cli_refuses_a_pickle_with_code(trained, tmp_path, run_cli):
+def test_sled_inference_cli_refuses_a_pickle_with_code(trained, tmp_path):
+    # in-process main() (a fresh-process run of this CLI is test_no_downloads.py's)
     data, exp = trained
     evil, marker = crafted(exp, tmp_path)
-    r = run_cli("espnet2_sled.bin.sled_inference", "--output_dir", tmp_path / "out",
-                "--train_config", exp / "config.yaml", "--model_file", evil,
-                "--data_path_and_name_and_type", f"{data}/text,text,text", "--max_frames", "3")
-    assert r.returncode != 0
-    assert f"model file '{evil}' holds more than tensors and was refused" in r.stderr
+    with pytest.raises(CheckpointError, match=f"model file '{evil}' holds more than tensors and was refused"):
+        sled_inference.main(["--output_dir", str(tmp_path / "out"), "--train_config", str(exp / "config.yaml"),
+                             "--model_file", str(evil), "--data_path_and_name_and_type", f"{data}/text,text,text",
+                             "--max_frames", "3"])
     assert not marker.exists()
     assert not (tmp_path / "out" / "wav" / "wav.scp").exists()  # nothing decoded with random weights
 
