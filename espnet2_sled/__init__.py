@@ -1,5 +1,9 @@
 """espnet2_sled: SLED-TTS for ESPnet. Importing this package registers ``tts: sled``."""
 
+from espnet2_sled.no_downloads import defer_downloading_imports
+
+defer_downloading_imports()  # before ESPnet is imported: g2p_en would call nltk.download
+
 from espnet2.tasks.tts import tts_choices
 from espnet2.tts.abs_tts import AbsTTS
 

@@ -19,6 +19,7 @@ import torch
 from espnet2.bin.tts_inference import Text2Speech
 
 import espnet2_sled  # noqa: F401  (registers tts: sled before ESPnet builds the model)
+from espnet2_sled.checkpoint import load_model_file
 
 DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame")
 
@@ -38,9 +39,15 @@ class SLEDText2Speech(Text2Speech):
         dtype: str = "float32",
         **kwargs,
     ):
-        super().__init__(train_config, model_file, use_teacher_forcing=use_teacher_forcing, device=device, dtype=dtype, **kwargs)
+        if train_config is None and model_file is not None:
+            train_config = Path(model_file).parent / "config.yaml"
+        # ESPnet's loader unpickles with weights_only=False and loads non-strictly: build the
+        # model from its config, then read the weights safely and strictly (checkpoint.py).
+        super().__init__(train_config, None, use_teacher_forcing=use_teacher_forcing, device=device, dtype=dtype, **kwargs)
         if type(self.tts).__name__ != "SLED":
             raise ValueError(f"{train_config} holds a '{type(self.tts).__name__}' model, not tts: sled")
+        if model_file is not None:
+            load_model_file(self.model, model_file)
         self.decode_conf.update(
             {k: v for k, v in dict(
                 cfg_scale=cfg_scale, stop_threshold=stop_threshold, max_frames=max_frames,

@@ -363,7 +363,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_seconds", type=float, default=240.0,
                         help="cap on padded audio seconds per batch (memory)")
     parser.add_argument("--skip_bad", type=str2bool, default=False,
-                        help="skip missing/corrupt/empty/too-short audio and list it in bad_utts.J")
+                        help="skip missing/corrupt/empty/too-short audio and segments past the end of their file, "
+                             "and list them in bad_utts.J")
     parser.add_argument("--merge", type=str2bool, default=False, help="merge the job parts and exit")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ngpu", type=int, default=0, help="1: use cuda (ESPnet convention)")

@@ -29,6 +29,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
+from espnet2_sled.checkpoint import CheckpointError
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.upstream.checkpoint import (UpstreamCheckpointError, import_state_dict, read_config,
                                               read_safetensors, tts_conf_from_config)
@@ -207,7 +208,7 @@ def main(cmd=None) -> None:
             args.src, args.out, args.latent, args.latent_weights, args.decoder_padding,
             args.cfg_scale, args.stop_threshold, args.overwrite,
         )
-    except (UpstreamCheckpointError, TokenizerFilesError, FileNotFoundError, FileExistsError) as e:
+    except (UpstreamCheckpointError, CheckpointError, TokenizerFilesError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"import_upstream: error: {e}")
     logging.info(f"wrote {out}/config.yaml and {out}/{MODEL_FILE}")
 

@@ -14,6 +14,11 @@ class AudioError(ValueError):
     """Missing, unreadable, empty or too-short audio; the message names the file."""
 
 
+# A segment may end this far past the end of its file (timestamps rounded to ms); more is
+# an error, not a silent truncation. 10 ms is less than one latent frame (13.3 ms).
+MAX_OVERSHOOT_SECONDS = 0.01
+
+
 def to_mono(audio: np.ndarray) -> np.ndarray:
     """``[S]`` or ``[S, C]`` (soundfile layout) -> ``[S]`` by averaging channels."""
     return audio if audio.ndim == 1 else audio.mean(axis=1)
@@ -37,7 +42,7 @@ def load_audio(path: str, target_rate: int = 24000, start: Optional[float] = Non
                end: Optional[float] = None, name: Optional[str] = None) -> np.ndarray:
     """Read ``path`` (optionally the segment ``[start, end)`` seconds) as mono float32 ``[S]``
     at ``target_rate``. Raises ``AudioError`` naming ``name``/``path`` for missing, corrupt
-    or empty audio."""
+    or empty audio, and for a segment that ends past the end of the file."""
     import soundfile as sf
 
     who = f"utterance '{name}' (file '{path}')" if name else f"audio file '{path}'"
@@ -48,6 +53,9 @@ def load_audio(path: str, target_rate: int = 24000, start: Optional[float] = Non
         last = int(end * rate) if end is not None else -1
         if last != -1 and last <= first:
             raise AudioError(f"{who}: segment [{start}, {end}) s is empty")
+        if end is not None and end - info.frames / rate > MAX_OVERSHOOT_SECONDS:
+            raise AudioError(f"{who}: segment [{start}, {end}) s ends past the end of the file "
+                             f"({info.frames / rate:.3f} s); fix the segments file (or the recording)")
         audio, rate = sf.read(path, start=first, stop=None if last == -1 else last,
                               dtype="float32", always_2d=False)
     except AudioError:

@@ -93,7 +93,9 @@ def assign_section(modules: List[nn.Module], groups: Groups, section: str, sourc
 
 def read_meta_checkpoint(path: Path) -> Dict[str, torch.Tensor]:
     """Meta's ``encodec_24khz-d7cc33bc.th`` (a plain state dict)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from espnet2_sled.checkpoint import read_torch_file
+
+    state = read_torch_file(path)  # weights only; a truncated or unsafe file is named
     if not isinstance(state, dict) or not any(k.startswith("encoder.") for k in state):
         raise ValueError(f"'{path}' is not an Encodec state dict (no 'encoder.*' keys)")
     return state
@@ -112,11 +114,13 @@ def read_hf_directory(path: Path) -> Dict[str, torch.Tensor]:
         raise ValueError(f"Encodec directory '{path}' holds a {rate} Hz, "
                          f"{config.get('audio_channels')}-channel model; expected '{HF_REPO}' (24 kHz mono)")
     if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
+        from espnet2_sled.checkpoint import read_safetensors_file
 
-        return load_file(str(path / "model.safetensors"))
+        return read_safetensors_file(path / "model.safetensors")
     if (path / "pytorch_model.bin").is_file():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        from espnet2_sled.checkpoint import read_torch_file
+
+        return read_torch_file(path / "pytorch_model.bin")
     raise FileNotFoundError(f"Encodec directory '{path}' has config.json but no model.safetensors")
 
 

@@ -110,7 +110,9 @@ def build_layout(
             span = slice(cursor, cursor + end - start)
             idx = torch.arange(start, end)
             if seg_kind == TEXT:
-                text_index[b, span] = idx
+                # text slots past this row's length ("upstream" keeps them) hold no token:
+                # -1, so the batch's padding value (ESPnet pads with -1) is never embedded
+                text_index[b, span] = torch.where(idx < n_b, idx, -1)
                 visible[b, span] = idx < n_b
             elif seg_kind == FRAMES:
                 frame_index[b, span] = idx

@@ -5,13 +5,19 @@ unpickle ``SLEDTask.main_worker`` and so import this module, which registers ``s
 """
 
 import argparse
-from typing import Callable, Dict, Optional
+import datetime
+import logging
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
+import torch
 
 import espnet2_sled  # noqa: F401  (registers tts: sled, also in spawned workers)
 from espnet2.tasks.tts import TTSTask
+from espnet2.train.trainer import Trainer
 
+from espnet2_sled.checkpoint import load_init_param, load_model_file, load_state_strictly, read_torch_file
 from espnet2_sled.upstream.tokenizer import BYTE_BPE, install_token_type
 
 # token_type byte_bpe (the released checkpoints' RoBERTa BPE): ESPnet's Text2Speech builds
@@ -52,23 +58,83 @@ class SLEDInputCheck:
         return data
 
 
+# The plain types besides tensors that ESPnet's trainer writes into checkpoint.pth (the
+# reporter's numpy scalars and timings); nothing else in a resume file is unpickled.
+RESUME_GLOBALS = [np._core.multiarray.scalar, np.dtype, datetime.timedelta,
+                  *{type(np.dtype(code)) for code in "?bhilqBHILQefdg"}]
+
+
+class SLEDTrainer(Trainer):
+    """ESPnet's trainer, resuming from ``checkpoint.pth`` without unpickling code."""
+
+    @staticmethod
+    def resume(checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
+        device = f"cuda:{torch.cuda.current_device()}" if ngpu > 0 else "cpu"
+        states = read_torch_file(checkpoint, device, RESUME_GLOBALS,
+                                 advice="the trainer writes only tensors, numpy scalars and timings there")
+        if strict:
+            load_state_strictly(model, states["model"], str(checkpoint))
+        else:  # ESPnet's adapters save only their own weights
+            model.load_state_dict(states["model"], strict=False)
+        reporter.load_state_dict(states["reporter"])
+        for optimizer, state in zip(optimizers, states["optimizers"]):
+            optimizer.load_state_dict(state)
+        for scheduler, state in zip(schedulers, states["schedulers"]):
+            if scheduler is not None:
+                scheduler.load_state_dict(state)
+        if scaler is not None and states["scaler"] is not None:
+            scaler.load_state_dict(states["scaler"])
+        logging.info(f"The training was resumed using {checkpoint}")
+
+
 class SLEDTask(TTSTask):
+    trainer = SLEDTrainer
     _building_from_checkpoint = False
+    _init_param: List[str] = []
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        # ESPnet reads --init_param after build_model with torch.load(weights_only=False) and a
+        # lax key check; build_model reads it here instead (weights only, every key checked)
+        # and leaves ESPnet's loop nothing to load.
+        cls._init_param, args.init_param = list(getattr(args, "init_param", None) or []), []
+        if getattr(args, "use_deepspeed", False):
+            cls.trainer = Trainer  # ESPnet swaps in its DeepSpeedTrainer only for the plain one
+        try:
+            super().main_worker(args)
+        finally:
+            cls._init_param = []
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):
         model = super().build_model(args)
         if not cls._building_from_checkpoint:
             model.tts.load_latent_weights()  # training: the codec file; decoding: the checkpoint
+        if cls._init_param and not getattr(args, "collect_stats", False):
+            for init_param in cls._init_param:
+                logging.info(f"Loading pretrained params from {init_param} (weights only, keys checked)")
+                # the frozen latent space may be absent (e.g. an import with --latent none):
+                # training filled it from its codec file above
+                load_init_param(model, init_param, getattr(args, "ignore_init_mismatch", False),
+                                allow_missing=("tts.latent_space.",))
         return model
 
     @classmethod
     def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+        """ESPnet's, except that the weights are read by ``espnet2_sled.checkpoint``: tensors
+        only (a pickle with code is refused), every key and shape checked."""
+        if config_file is None:
+            if model_file is None:
+                raise ValueError("give the model's config.yaml, its model file, or both")
+            config_file = Path(model_file).parent / "config.yaml"
         cls._building_from_checkpoint = model_file is not None
         try:
-            return super().build_model_from_file(config_file, model_file, device)
+            model, args = super().build_model_from_file(config_file, None, device)
         finally:
             cls._building_from_checkpoint = False
+        if model_file is not None:
+            load_model_file(model, model_file)
+        return model, args
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):

@@ -246,19 +246,19 @@ def upstream_shapes(config: Mapping[str, Any]) -> Dict[str, Tuple[int, ...]]:
 # ---------------------------------------------------------------------------- weights
 def read_safetensors(src: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """model.safetensors (or sharded model-*.safetensors + index) from a checkpoint folder."""
-    from safetensors.torch import load_file
+    from espnet2_sled.checkpoint import read_safetensors_file  # names a truncated or corrupt file
 
     src = Path(src)
     single, index = src / "model.safetensors", src / "model.safetensors.index.json"
     if single.is_file():
-        return load_file(str(single))
+        return read_safetensors_file(single)
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
         state: Dict[str, torch.Tensor] = {}
         for shard in sorted(set(weight_map.values())):
             if not (src / shard).is_file():
                 raise UpstreamCheckpointError(f"'{index}' names shard '{shard}', which is not in '{src}'")
-            state.update(load_file(str(src / shard)))
+            state.update(read_safetensors_file(src / shard))
         return state
     pickles = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in src.glob(pattern))
     if pickles:

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Union
 
-import torch
 import yaml
 
+from espnet2_sled.checkpoint import read_state_dict
 from espnet2_sled.tts.sled import SLED
 from espnet2_sled.upstream.checkpoint import UpstreamCheckpointError, config_from_tts_conf, export_state_dict
 from espnet2_sled.upstream.tokenizer import BYTE_BPE
@@ -31,7 +31,7 @@ def export_checkpoint(train_config: Union[str, Path], model_file: Union[str, Pat
     tts_conf["bos_id"] = 0 if tts_conf["bos_id"] is None else tts_conf["bos_id"]
     tts_conf["eos_id"] = 2 if tts_conf["eos_id"] is None else tts_conf["eos_id"]
     token_list = conf["token_list"]
-    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    state = read_state_dict(model_file)  # weights only; errors name the file
     weights = export_state_dict(state, tts_conf["stop_pos_weight"])
 
     from safetensors.torch import save_file

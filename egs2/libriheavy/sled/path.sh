@@ -16,8 +16,8 @@ export PYTHONPATH="${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 export LC_ALL=C
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export PYTHONIOENCODING=UTF-8
-# g2p_en (imported by espnet2.tasks.tts) tries nltk.download at import; a local folder
-# keeps it quiet offline.
+# Where NLTK data would be looked for if a config used --g2p g2p_en. Nothing needs it
+# otherwise: espnet2_sled defers g2p_en's import, so no stage tries nltk.download.
 export NLTK_DATA="${NLTK_DATA:-${_recipe_dir}/downloads/nltk_data}"
 export NCCL_SOCKET_IFNAME="^lo,docker,virbr,vmnet,vboxnet"
 unset _recipe_dir

@@ -4,7 +4,7 @@
 #  1 data prep        local/data.sh -> data/<set>/{wav.scp,segments,text,utt2spk,spk2utt}
 #  2 latents          espnet2_sled.bin.extract_latents -> dump/latents/<set>/{feats.scp,speech_shape}
 #  3 token list       sentencepiece on the training text -> dump/token_list/bpe_<mode><N>/
-#  4 stats            sled_train --collect_stats, aggregate, drop utterances over the position limit
+#  4 stats            drop utterances over the position limit, then sled_train --collect_stats, aggregate
 #  5 training         espnet2.bin.launch ... sled_train
 #  6 streaming tune   same, streaming config, initialised from stage 5
 #  7 decoding         sled_inference array jobs -> exp/<tag>/decode_<mode>_<model>/<set>/{wav/,wav.scp,timing.jsonl}
@@ -253,9 +253,11 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         run ${python} local/train_bpe.py --vocab_size "${nbpe}" --model_type "${bpemode}" \
             "${token_dir}" "${bpe_train_text:-data/${train_set}/text}"
     else
-        # ESPnet's own tool, as tts.sh does: the vocabulary of the training text
+        # ESPnet's own tool, as tts.sh does: the vocabulary of the training text. Run after
+        # importing espnet2_sled, which defers g2p_en (it would try nltk.download at import).
         mkdir -p "${token_dir}"
-        run ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" --g2p "${g2p}" \
+        run ${python} -c 'import runpy, espnet2_sled; runpy.run_module("espnet2.bin.tokenize_text", run_name="__main__", alter_sys=True)' \
+            --token_type "${token_type}" --g2p "${g2p}" \
             --cleaner none --input "${bpe_train_text:-data/${train_set}/text}" --output "${token_list}.tmp" \
             --field 2- --write_vocabulary true \
             --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
@@ -267,16 +269,33 @@ fi
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     begin_stage 4 "collect stats and filter by length"
     require_file "${train_config}" "(--train_config: the model config, needed to build the model)"
+    if [ -z "${max_positions}" ]; then
+        max_positions=$(${python} local/config_value.py "${train_config}" tts_conf.max_positions 2048)
+    fi
     if [ -f "${stats_dir}/train/text_shape" ] && [ -f "${stats_dir}/valid/text_shape" ]; then
         log "${stats_dir} has the collected stats; skipping collection"
     else
         odim=$(latent_dim "${train_set}")
         logdir=${stats_dir}/logdir
         mkdir -p "${logdir}"
-        # keys with both text and latents
+        # Keys with both text and latents that fit in max_positions, decided *before* stats:
+        # collect_stats (like training) refuses an utterance over the limit, so one over-long
+        # cut would stop the stage. Token counts come from the training tokenizer, frames
+        # from the latents' speech_shape; filter_by_length prints how many were dropped.
         for pair in "train:${train_set}" "valid:${valid_set}"; do
             name=${pair%%:*}; s=${pair#*:}
-            run_to "${logdir}/${name}.keys" utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text"
+            run_to "${logdir}/${name}.text" utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text"
+        done
+        run ${python} local/count_tokens.py --token_type "${token_type}" --token_list "${token_list}" \
+            --bpemodel "${bpemodel}" --g2p "${g2p}" --cleaner none \
+            "${logdir}/train.text" "${logdir}/train.text_lengths" "${logdir}/valid.text" "${logdir}/valid.text_lengths"
+        for pair in "train:${train_set}" "valid:${valid_set}"; do
+            name=${pair%%:*}; s=${pair#*:}
+            run ${python} local/filter_by_length.py \
+                --max_positions "${max_positions}" --extra_positions "${extra_positions}" \
+                "${logdir}/${name}.text_lengths" "${latent_dir}/${s}/speech_shape" \
+                "${logdir}/${name}.text_lengths.fit" "${logdir}/${name}.speech_shape.fit"
+            run_to "${logdir}/${name}.keys" utils/filter_scp.pl "${logdir}/${name}.text_lengths.fit" "${logdir}/${name}.text"
         done
         _nj=$(min "${nj}" "$(count_lines "${logdir}/train.keys")" "$(count_lines "${logdir}/valid.keys")")
         split_args_train=""; split_args_valid=""
@@ -314,10 +333,8 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         for n in $(seq "${_nj}"); do stats_inputs+=(--input_dir "${logdir}/stats.${n}"); done
         run ${python} -m espnet2.bin.aggregate_stats_dirs "${stats_inputs[@]}" --output_dir "${stats_dir}"
     fi
-    # The length filter depends on the model config, so it always runs (seconds).
-    if [ -z "${max_positions}" ]; then
-        max_positions=$(${python} local/config_value.py "${train_config}" tts_conf.max_positions 2048)
-    fi
+    # The length filter depends on the model config, so it always runs (seconds); the model's
+    # own check (SLEDInputCheck, SLED.check_batch) stays as the last guard.
     vocab_size=$(count_lines "${token_list}")
     for name in train valid; do
         run ${python} local/filter_by_length.py \

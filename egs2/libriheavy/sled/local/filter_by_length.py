@@ -7,7 +7,10 @@
 Shape files are ESPnet ``key dim1,dim2,...`` lines (collect_stats writes them); the
 first number is the length. An utterance is kept iff
 ``text_len + frames + extra_positions <= max_positions`` (extra covers special tokens
-such as the boundary/stop positions the layout adds) and it appears in both files.
+such as the boundary/stop positions the layout adds), neither length is 0, and it appears
+in both files. Stage 4 runs it twice: before collecting stats, on token counts
+(local/count_tokens.py) and the latents' speech_shape, so that collect_stats never meets
+an utterance it would refuse; and after, on the collected shapes.
 Outputs keep the input order and are written under temp names, then renamed.
 """
 
@@ -49,10 +52,13 @@ def main():
 
     text = read_shape(args.text_shape)
     speech = read_shape(args.speech_shape)
-    kept, too_long, unpaired = [], 0, 0
+    kept, too_long, unpaired, empty = [], 0, 0, 0
     for key in text:
         if key not in speech:
             unpaired += 1
+            continue
+        if text[key][0] == 0 or speech[key][0] == 0:
+            empty += 1
             continue
         if text[key][0] + speech[key][0] + args.extra_positions > args.max_positions:
             too_long += 1
@@ -69,7 +75,8 @@ def main():
     write(args.out_speech_shape, [speech[k][1] for k in kept])
     print(f"filter_by_length: kept {len(kept)} of {len(text)} utterances; dropped {too_long} "
           f"longer than {args.max_positions} positions (text tokens + frames + "
-          f"{args.extra_positions}) and {unpaired} without both text and latents",
+          f"{args.extra_positions}), {empty} with no text tokens or no frames and {unpaired} "
+          "without both text and latents",
           file=sys.stderr)
 
 
