@@ -51,7 +51,8 @@ def main():
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, cfg_scale {args.cfg_scale}")
     for config in args.configs:
         model = build(config, device).eval()
-        model.layout, model.tokens_per_chunk, model.frames_per_chunk = "packed", args.tokens_per_chunk, args.frames_per_chunk
+        config = model.config
+        config.layout, config.tokens_per_chunk, config.frames_per_chunk = "packed", args.tokens_per_chunk, args.frames_per_chunk
         if model.odim == 128:
             model.latent_space = build_latent_space("encodec", weights="random").to(device).eval()
         else:
