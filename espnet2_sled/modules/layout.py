@@ -74,7 +74,7 @@ def streaming_segments(text_len: int, frame_len: int, tokens_per_chunk: int, fra
 def build_layout(
     text_lengths: torch.Tensor,
     frame_lengths: torch.Tensor,
-    kind: str = "offline",
+    layout: str = "offline",
     tokens_per_chunk: int = 5,
     frames_per_chunk: int = 45,
     text_dropout: Optional[torch.Tensor] = None,
@@ -88,14 +88,14 @@ def build_layout(
     rows = []
     for b in range(B):
         n_b, t_b = int(text_lengths[b]), int(frame_lengths[b])
-        if kind == "offline":
+        if layout == "offline":
             rows.append(offline_segments(n_b, t_b, N, T))
-        elif kind == "upstream":  # padded lengths interleaved: pads stay inside
+        elif layout == "upstream":  # padded lengths interleaved: pads stay inside
             rows.append(streaming_segments(N, T, tokens_per_chunk, frames_per_chunk))
-        elif kind == "packed":
+        elif layout == "packed":
             rows.append(streaming_segments(n_b, t_b, tokens_per_chunk, frames_per_chunk))
         else:
-            raise ValueError(f"unknown layout '{kind}'; expected offline, packed or upstream")
+            raise ValueError(f"unknown layout '{layout}'; expected offline, packed or upstream")
     L = max(sum(e - s for _, s, e in segs) for segs in rows)
 
     text_index = torch.full((B, L), -1, dtype=torch.long)
@@ -120,14 +120,14 @@ def build_layout(
         if bool(text_dropout[b]):
             text_slots = (text_index[b] >= 0).nonzero().flatten()
             visible[b, text_slots] = False
-            if kind == "offline":
+            if layout == "offline":
                 visible[b, text_slots[-1]] = True  # only the boundary token </s> stays
             else:
                 eos_slot[b, 0] = True  # [</s>, frames...], the unconditional stream
                 visible[b, 0] = True
 
     positions = (visible.cumsum(1) - 1).clamp(min=0)
-    if kind == "upstream":
+    if layout == "upstream":
         positions = torch.arange(L).expand(B, L).clone()
 
     # Nearest visible slot strictly before each slot.
