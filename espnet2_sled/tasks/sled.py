@@ -1,22 +1,18 @@
 """SLEDTask: ESPnet's TTSTask with SLED's input checks; the only place that knows task machinery.
 
-Importing ``espnet2_sled`` first matters: ESPnet's multi-GPU launch spawns workers that
-unpickle ``SLEDTask.main_worker`` and so import this module, which registers ``sled``.
+Importing ``espnet2_sled.registry`` here matters: ESPnet's multi-GPU launch spawns workers
+that unpickle ``SLEDTask.main_worker`` and so import this module, which registers ``sled``
+(and token type ``byte_bpe``, which ESPnet's Text2Speech also looks up through TTSTask).
 """
 
 import argparse
 from typing import Callable, Dict, Optional
 
 import numpy as np
-
-import espnet2_sled  # noqa: F401  (registers tts: sled, also in spawned workers)
 from espnet2.tasks.tts import TTSTask
 
-from espnet2_sled.upstream.tokenizer import BYTE_BPE, install_token_type
-
-# token_type byte_bpe (the released checkpoints' RoBERTa BPE): ESPnet's Text2Speech builds
-# its preprocessor through TTSTask, so the token type is made known where ESPnet looks it up.
-install_token_type()
+import espnet2_sled.registry  # noqa: F401  (registers tts: sled and byte_bpe, also in spawned workers)
+from espnet2_sled.upstream.tokenizer import BYTE_BPE
 
 
 class SLEDInputCheck:
