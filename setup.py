@@ -28,6 +28,8 @@ extras_require = {
     "g2p": ["phonemizer"],
     # second Encodec implementation used by tests to cross-check ours
     "test": ["pytest", "transformers"],
+    # `make lint` (ruff.toml; run by .ci/run before the tests)
+    "lint": ["ruff"],
 }
 extras_require["all"] = sorted({p for ps in extras_require.values() for p in ps})
 

@@ -24,7 +24,6 @@ from espnet2_sled.modules.generator import FrameGenerator
 from espnet2_sled.modules.guided_attention import guided_attention_loss
 from espnet2_sled.modules.layout import Layout, build_layout
 
-
 INITIALIZER_RANGE = 0.02  # std of the normal init of the backbone (upstream's initializer_range)
 
 
@@ -132,17 +131,20 @@ class SLEDLM(nn.Module):
         with torch.autocast(device_type=h.device.type, enabled=False):
             logits = F.linear(stop_h.float(), self.stop_head.weight.float()).squeeze(-1)  # [B, T+1]
             pos_weight = torch.tensor(loss_config.stop_pos_weight, device=logits.device)
-            bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none", pos_weight=pos_weight)
+            bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none",
+                                                     pos_weight=pos_weight)
             stop_loss = (bce * layout.stop_weight).sum() / layout.stop_weight.sum()
             loss = energy + stop_loss
             if probe is not None:
-                rows = torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None else ~text_dropout.to(h.device)
+                rows = (torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None
+                        else ~text_dropout.to(h.device))
                 heads = torch.cat([probe.probs[i] for i in guided_layers], dim=1)  # every layer's heads: one prior
                 guide = guided_attention_loss(heads, layout, text_lengths, frame_lengths, rows,
                                               loss_config.guided_attention_sigma)
                 loss = loss + loss_config.guided_attention_weight * guide
             predicted_stop = (logits > 0).float()
-            stop_acc = ((predicted_stop == layout.stop_target).float() * layout.stop_weight).sum() / layout.stop_weight.sum()
+            correct = (predicted_stop == layout.stop_target).float()
+            stop_acc = (correct * layout.stop_weight).sum() / layout.stop_weight.sum()
         stats = dict(
             loss=loss.detach(),
             energy_distance=energy.detach(),

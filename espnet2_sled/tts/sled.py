@@ -68,7 +68,8 @@ class SLED(AbsTTS):
         if self.latent_space is None or self.latent_conf.get("weights") != "deferred":
             return
         if self.latent_weights == "deferred":
-            raise ValueError("latent_conf.weights is 'deferred': this config can only load a checkpoint that holds the codec")
+            raise ValueError("latent_conf.weights is 'deferred': "
+                             "this config can only load a checkpoint that holds the codec")
         from espnet2_sled.latent import build_latent_space
 
         source = build_latent_space(self.config.latent, **dict(self.latent_conf, weights=self.latent_weights))
@@ -154,7 +155,8 @@ class SLED(AbsTTS):
         wrapped, wrapped_lengths = self.wrap_text(text, text_lengths)
         if text_dropout is None:
             text_dropout = torch.rand(text.shape[0]) < (self.config.loss.cfg_dropout if self.training else 0.0)
-        loss, stats = self.lm.loss(wrapped, wrapped_lengths, frames, frame_lengths, self.config.loss, text_dropout, noise)
+        loss, stats = self.lm.loss(wrapped, wrapped_lengths, frames, frame_lengths, self.config.loss,
+                                   text_dropout, noise)
         loss, stats, weight = force_gatherable((loss, stats, text.shape[0]), loss.device)
         return loss, stats, weight
 
