@@ -12,6 +12,7 @@ import numpy as np
 from espnet2.tasks.tts import TTSTask
 
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled and byte_bpe, also in spawned workers)
+from espnet2_sled.modules.config import tts_conf_defaults
 from espnet2_sled.upstream.tokenizer import BYTE_BPE
 
 
@@ -78,4 +79,5 @@ class SLEDTask(TTSTask):
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         inner = super().build_preprocess_fn(args, train)
         tts_conf = getattr(args, "tts_conf", None) or {}
-        return SLEDInputCheck(inner, getattr(args, "odim", None), int(tts_conf.get("max_positions", 2048)))
+        max_positions = tts_conf.get("max_positions", tts_conf_defaults()["max_positions"])
+        return SLEDInputCheck(inner, getattr(args, "odim", None), int(max_positions))

@@ -105,7 +105,8 @@ def test_pack_and_from_pretrained(trained, tmp_path):
 
 def test_espnet_text2speech_loads_a_packed_sled_after_the_registry(trained, tmp_path):
     """ESPnet's own tools with a SLED model, in a fresh process: espnet2.bin.pack, then
-    espnet2.bin.tts_inference.Text2Speech.from_pretrained once espnet2_sled.registry is imported."""
+    espnet2.bin.tts_inference.Text2Speech.from_pretrained once espnet2_sled.registry is imported
+    (which also teaches ESPnet's preprocessor token type byte_bpe)."""
     _, exp = trained
     zip_path = tmp_path / "sled.zip"
     code = (
@@ -114,6 +115,8 @@ def test_espnet_text2speech_loads_a_packed_sled_after_the_registry(trained, tmp_
         "                '--model_file', sys.argv[2], '--outpath', sys.argv[3]], check=True)\n"
         "import espnet2_sled.registry\n"
         "from espnet2.bin.tts_inference import Text2Speech\n"
+        "from espnet2.train.preprocessor import build_tokenizer\n"
+        "assert build_tokenizer.knows_byte_bpe  # token_type byte_bpe, for imported upstream models\n"
         "from espnet_model_zoo.downloader import ModelDownloader\n"
         "files = ModelDownloader(sys.argv[4]).download_and_unpack(sys.argv[3])  # what a model tag resolves to\n"
         "t2s = Text2Speech.from_pretrained(**files)\n"
