@@ -73,6 +73,8 @@ class SLEDConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.1
     activation_dropout: float = 0.1
+    # Training-mode input perturbations, applied by every forward in training mode like dropout
+    # (self_feed, which needs a pass of its own inside the loss, is a LossConfig field).
     frame_dropout: float = 0.0  # dropout on fed-back frame embeddings (training; 0 = upstream)
     frame_noise: float = 0.0  # std of Gaussian noise on fed-back frames (training; 0 = upstream)
     max_positions: int = 2048
