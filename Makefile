@@ -1,11 +1,12 @@
 # Two entry points, each sets itself up on a fresh machine (tools/install.sh is idempotent).
 #   make demo   runs the mini recipe end to end (every stage, CPU)
 #   make test   runs the unit tests
+#   make lint   ruff (ruff.toml): unused names, import order, line length
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 export NLTK_DATA ?= $(CURDIR)/.venv/nltk_data
 
-.PHONY: install demo test bench
+.PHONY: install demo test lint bench
 
 install:
 	bash tools/install.sh
@@ -15,6 +16,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+lint: install
+	$(PY) -m ruff check .
 
 bench: install
 	$(PY) bench/bench_sled.py

@@ -31,6 +31,8 @@ extras_require = {
     "test": ["pytest", "transformers", "selenium"],
     # the synthesis server (python -m espnet2_sled.bin.serve)
     "serve": ["aiohttp"],
+    # `make lint` (ruff.toml; run by .ci/run before the tests)
+    "lint": ["ruff"],
 }
 extras_require["all"] = sorted({p for ps in extras_require.values() for p in ps})
 

@@ -51,7 +51,9 @@ def main():
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, cfg_scale {args.cfg_scale}")
     for config in args.configs:
         model = build(config, device).eval()
-        model.layout, model.tokens_per_chunk, model.frames_per_chunk = "packed", args.tokens_per_chunk, args.frames_per_chunk
+        config = model.config
+        config.layout = "packed"
+        config.tokens_per_chunk, config.frames_per_chunk = args.tokens_per_chunk, args.frames_per_chunk
         if model.odim == 128:
             model.latent_space = build_latent_space("encodec", weights="random").to(device).eval()
         else:
@@ -73,7 +75,8 @@ def main():
             return time.perf_counter() - start
 
         run_generate(4)
-        step = (median([run_generate(frames) for _ in range(3)]) - median([run_generate(1) for _ in range(3)])) / (frames - 1)
+        step = median([run_generate(frames) for _ in range(3)]) - median([run_generate(1) for _ in range(3)])
+        step /= frames - 1
         # one chunk through the streaming decoder
         chunk = torch.randn(1, m, model.odim, device=device)
         decoder = model.latent_space.stream_decoder(1)

@@ -17,8 +17,8 @@ the recipe's decoding and ``local/check_learning.py`` score them on the CPU afte
     # 2. anywhere with torch (a GPU): train; --set key=value overrides tts_conf / optimisation
     python bench/mini_learning_curve.py train --data mini_data.pt --minutes 6 --save 2300,10000 --out runs/a
     # 3. back here: an exp dir the recipe can decode (config.yaml of the source exp, tts_conf overrides applied)
-    python bench/mini_learning_curve.py unpack --ckpt runs/a_final.pth --exp egs2/.../exp/sled_train_sled_small_mel_bpe \
-        --out egs2/libriheavy/sled/exp/long_a
+    python bench/mini_learning_curve.py unpack --ckpt runs/a_final.pth \
+        --exp egs2/.../exp/sled_train_sled_small_mel_bpe --out egs2/libriheavy/sled/exp/long_a
 """
 
 import argparse
@@ -45,16 +45,19 @@ def export(args):
     from espnet2.text.build_tokenizer import build_tokenizer
     from espnet2.text.token_id_converter import TokenIDConverter
 
+    from espnet2_sled.modules.config import tts_conf_defaults
+
     config = yaml.safe_load((args.exp / "config.yaml").read_text())
     sets = {}
     for name, subset in (("train", "mini_train"), ("dev", "mini_dev"), ("test", "mini_test")):
         texts = dict(line.rstrip("\n").split(" ", 1) for line in open(args.recipe / "data" / subset / "text"))
         feats = kaldiio.load_scp(str(args.recipe / args.latents / subset / "feats.scp"))
         # keys dropped at extraction (bad_utts) are skipped
-        sets[name] = [dict(key=k, text=texts[k], feats=torch.as_tensor(feats[k]).half()) for k in sorted(texts) if k in feats]
+        sets[name] = [dict(key=k, text=texts[k], feats=torch.as_tensor(feats[k]).half())
+                      for k in sorted(texts) if k in feats]
     for extra in args.extra:  # more training rows: [{key, text, feats}] made with the same latent space
         sets["train"] += torch.load(extra, weights_only=False)
-    max_positions = config["tts_conf"].get("max_positions", 2048)
+    max_positions = config["tts_conf"].get("max_positions", tts_conf_defaults()["max_positions"])
     out = dict(odim=config["odim"], tts_conf=config["tts_conf"], tokens={},
                optim=dict(optim_conf=config["optim_conf"], scheduler_conf=config["scheduler_conf"],
                           batch_bins=config["batch_bins"], grad_clip=config["grad_clip"]))
@@ -213,11 +216,13 @@ def train(args):
                 own = heldout(model, dev)
                 other = heldout(model, dev, shift=len(dev) // 2)
                 none = heldout(model, dev, drop_text=True)
-                row = dict(update=update, epoch=epoch, seconds=round(time.time() - start, 1), train_loss=float(loss.detach()),
-                           dev_own=own, dev_other=other, dev_none=none, gap=(other - own) / other)
+                row = dict(update=update, epoch=epoch, seconds=round(time.time() - start, 1),
+                           train_loss=float(loss.detach()), dev_own=own, dev_other=other, dev_none=none,
+                           gap=(other - own) / other)
                 curve.append(row)
-                print(f"[{args.out.name}] upd {update:6d} ep {epoch:4d} {row['seconds']:6.0f}s loss {row['train_loss']:7.3f} "
-                      f"dev ED own {own:.3f} other {other:.3f} none {none:.3f} gap {100 * row['gap']:+.1f}%", flush=True)
+                print(f"[{args.out.name}] upd {update:6d} ep {epoch:4d} {row['seconds']:6.0f}s "
+                      f"loss {row['train_loss']:7.3f} dev ED own {own:.3f} other {other:.3f} none {none:.3f} "
+                      f"gap {100 * row['gap']:+.1f}%", flush=True)
             if update >= args.max_updates or time.time() >= deadline:
                 break
     save(model, Path(f"{args.out}_final.pth"), overrides, update, data["token"])

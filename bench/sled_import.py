@@ -1,15 +1,14 @@
-"""Import ``espnet2_sled`` on a machine with torch but without ESPnet's task stack (a GPU image).
+"""Import ``espnet2_sled`` on a machine with torch but without ESPnet (the GPU image).
 
-The package ``__init__`` registers ``tts: sled`` with ESPnet's task registry, which pulls in
-all of ESPnet's TTS task. The model code itself needs only torch plus two small ESPnet
-modules (``espnet2.tts.abs_tts``, ``espnet2.torch_utils.device_funcs``). When the task stack
-is missing, the package is entered without running its ``__init__``; with ESPnet installed
-nothing changes. On such an image, provide those two modules by installing ESPnet's wheel
-without its dependencies (``pip install --no-deps espnet==202511``; it is pure Python) or by
-putting copies of them (with the ``espnet``/``espnet2`` package ``__init__`` files and
-``espnet/version.txt``) on ``PYTHONPATH``, which is what the H200 runs in ``bench/results`` did.
+``espnet2_sled`` and its math (``modules``, ``latent``, ``streaming``) never import ESPnet.
+The ESPnet model class the benches build from ``conf/*.yaml``, ``espnet2_sled.tts.sled.SLED``,
+uses two small pieces of ESPnet: its base class ``espnet2.tts.abs_tts.AbsTTS`` and
+``espnet2.torch_utils.device_funcs.force_gatherable``. When ESPnet is not installed,
+``make_importable`` registers stand-ins for exactly those two (same behaviour for what SLED
+uses; nothing else of ESPnet becomes importable). With ESPnet installed nothing changes.
 """
 
+import abc
 import sys
 import types
 from pathlib import Path
@@ -21,10 +20,42 @@ def make_importable() -> None:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     try:
-        import espnet2.tasks.tts  # noqa: F401
-    except ModuleNotFoundError:
-        if "espnet2_sled" not in sys.modules:
-            pkg = types.ModuleType("espnet2_sled")
-            pkg.__path__ = [str(REPO / "espnet2_sled")]
-            sys.modules["espnet2_sled"] = pkg
-        print("note: ESPnet's task stack is not installed; espnet2_sled entered without registering with it")
+        import espnet2.torch_utils.device_funcs  # noqa: F401
+        import espnet2.tts.abs_tts  # noqa: F401
+    except ImportError:
+        install_stand_ins()
+        print("note: ESPnet is not installed; SLED runs on stand-ins for AbsTTS and force_gatherable")
+
+
+def install_stand_ins() -> None:
+    import torch
+
+    class AbsTTS(torch.nn.Module, abc.ABC):
+        """ESPnet's TTS base class, as SLED uses it (an abstract ``nn.Module``)."""
+
+    def force_gatherable(data, device):
+        """ESPnet's: numbers and 0-d tensors become 1-d tensors on ``device``, recursively."""
+        if isinstance(data, dict):
+            return {k: force_gatherable(v, device) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return type(data)(force_gatherable(v, device) for v in data)
+        if isinstance(data, torch.Tensor):
+            return (data[None] if data.dim() == 0 else data).to(device)
+        if isinstance(data, float):
+            return torch.tensor([data], dtype=torch.float, device=device)
+        if isinstance(data, int):
+            return torch.tensor([data], dtype=torch.long, device=device)
+        return data
+
+    for name, attrs in (
+        ("espnet2", {}), ("espnet2.tts", {}), ("espnet2.tts.abs_tts", dict(AbsTTS=AbsTTS)),
+        ("espnet2.torch_utils", {}), ("espnet2.torch_utils.device_funcs", dict(force_gatherable=force_gatherable)),
+    ):
+        module = types.ModuleType(name, "stand-in for ESPnet (bench/sled_import.py)")
+        module.__dict__.update(attrs)
+        if not attrs:
+            module.__path__ = []  # a package: its stand-in submodules are found in sys.modules
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)

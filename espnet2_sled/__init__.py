@@ -1,21 +1,24 @@
-"""espnet2_sled: SLED-TTS for ESPnet. Importing this package registers ``tts: sled``."""
+"""espnet2_sled: SLED-TTS for ESPnet.
+
+Importing the package is cheap and imports no ESPnet: the math lives in
+``espnet2_sled.modules``, the latent spaces in ``espnet2_sled.latent``. ESPnet learns
+``tts: sled`` (and token type ``byte_bpe``) from ``espnet2_sled.registry``, which every
+ESPnet-facing entry point imports (``tasks``, ``text2speech``, ``bin``).
+"""
 
 from espnet2_sled.no_downloads import defer_downloading_imports
 
-defer_downloading_imports()  # before ESPnet is imported: g2p_en would call nltk.download
-
-from espnet2.tasks.tts import tts_choices
-from espnet2.tts.abs_tts import AbsTTS
-
-from espnet2_sled.tts.sled import SLED
-from espnet2_sled.upstream.tokenizer import install_token_type
-
-# ClassChoices type-checks only at construction, so check here before adding the key.
-assert issubclass(SLED, AbsTTS)
-tts_choices.classes.setdefault("sled", SLED)
-# ESPnet has no hook for token types: teach its preprocessor the released checkpoints'
-# byte-level BPE (token_type: byte_bpe); every other type is left to ESPnet unchanged.
-install_token_type()
+# Before anything imports ESPnet (whose g2p_en import would call nltk.download); cheap.
+defer_downloading_imports()
 
 __version__ = "0.1.0"
 __all__ = ["SLED"]
+
+
+def __getattr__(name):
+    # ``espnet2_sled.SLED`` still works, but loads the ESPnet glue only when asked for.
+    if name == "SLED":
+        from espnet2_sled.tts.sled import SLED
+
+        return SLED
+    raise AttributeError(f"module 'espnet2_sled' has no attribute {name!r}")

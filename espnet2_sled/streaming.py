@@ -20,12 +20,13 @@ the next call. Text is tokenised up to the last whitespace only: a word may stil
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional
 
 import torch
 
 from espnet2_sled.modules.generation import DecodingState, NoiseSource, draw_noise
+from espnet2_sled.modules.layout import dropped_text, streaming_turn
 
 
 @dataclass
@@ -35,6 +36,28 @@ class Chunk:
     index: int  # chunk number, from 0
     compute_seconds: float  # model + decoder time spent on this chunk
     elapsed_seconds: float  # since the session started (time to this chunk's audio)
+
+
+@dataclass
+class Progress:
+    """Everything a session changes as it runs (the model, options and caches are fixed).
+
+    The sequence fed so far is the layout's turns (``modules/layout.streaming_turn``): the
+    first ``num_read`` tokens, interleaved with the frames written; ``pending`` is the last
+    frame written and not yet fed (it precedes whatever comes next)."""
+
+    text: str = ""  # all text pushed; tokenised up to its last whitespace (a word may still grow)
+    tokens: List[int] = field(default_factory=list)  # <s> + ids of the tokenised text (+ </s> once ended)
+    num_read: int = 0  # tokens fed to the model
+    text_ended: bool = False
+    writes_left: Optional[int] = 0  # frames to write before the next read (None: until the stop)
+    pending: Optional[torch.Tensor] = None  # [1, D]
+    sampled: int = 0  # frames sampled so far (the noise step)
+    finished: bool = False
+    stopped_early: bool = False  # the stop head fired before the whole text was read
+    chunk_frames: List[torch.Tensor] = field(default_factory=list)  # written, not yet emitted
+    chunk_compute: float = 0.0  # seconds spent on them
+    chunks_emitted: int = 0
 
 
 class StreamingSession:
@@ -70,21 +93,16 @@ class StreamingSession:
         if decode_audio and tts.latent_space is not None:
             self.audio_decoder = tts.latent_space.stream_decoder(1)
         self.forced = [] if prompt_latents is None else list(prompt_latents.to(self.device).unbind(0))
-        self.buffer = ""  # text not yet tokenised (the word in progress)
-        self.committed = ""  # text tokenised so far
-        self.tokens = [tts.bos_id]
-        self.num_read = 0
-        self.pending: Optional[torch.Tensor] = None  # sampled [1, D], not yet fed
-        self.writes_left = 0  # frames still to write in this turn (None: until stop)
-        self.sampled = 0  # frames sampled so far (the noise step index)
-        self.chunk_frames: List[torch.Tensor] = []
-        self.chunk_compute = 0.0
-        self.chunks_emitted = 0
-        self.text_ended = False
-        self.finished = False
-        self.stopped_early = False
-        self.closed = False
+        self.progress = Progress(tokens=[tts.bos_id])
         self.started = time.perf_counter()
+
+    # Read-only views of the progress.
+    text_ended = property(lambda self: self.progress.text_ended)
+    finished = property(lambda self: self.progress.finished)
+    stopped_early = property(lambda self: self.progress.stopped_early)
+    num_read = property(lambda self: self.progress.num_read)
+    tokens = property(lambda self: self.progress.tokens)
+    closed = property(lambda self: self.state is None)
 
     # ------------------------------------------------------------------ text side
     def push_text(self, text: str) -> Iterator[Chunk]:
@@ -92,26 +110,24 @@ class StreamingSession:
         self._check_open("push_text")
         if self.text_ended:
             raise RuntimeError("push_text after end_text: start a new session for new text")
-        self.buffer += text
-        cut = max(self.buffer.rfind(" "), self.buffer.rfind("\n"), self.buffer.rfind("\t"))
-        if cut >= 0:
-            self._commit(self.buffer[: cut + 1])
-            self.buffer = self.buffer[cut + 1 :]
+        progress = self.progress
+        progress.text += text
+        if any(c in text for c in " \n\t"):
+            cut = max(progress.text.rfind(" "), progress.text.rfind("\n"), progress.text.rfind("\t"))
+            self._tokenize(progress.text[: cut + 1])
         return self._run()
 
     def end_text(self) -> Iterator[Chunk]:
         """No more text: read the rest, write until the stop head fires (iterate it)."""
         self._check_open("end_text")
         if not self.text_ended:
-            self._commit(self.buffer)
-            self.buffer = ""
-            self.tokens.append(self.tts.eos_id)
-            self.text_ended = True
+            self._tokenize(self.progress.text)
+            self.progress.tokens.append(self.tts.eos_id)
+            self.progress.text_ended = True
         return self._run()
 
     def close(self) -> None:
         """Release the KV cache; the session cannot be used afterwards."""
-        self.closed = True
         self.state = None
         self.audio_decoder = None
 
@@ -125,66 +141,57 @@ class StreamingSession:
         if self.closed:
             raise RuntimeError(f"{what} on a closed streaming session")
 
-    def _commit(self, text: str) -> None:
-        self.committed += text
-        ids = list(self.tokenize(self.committed.strip())) if self.committed.strip() else []
+    def _tokenize(self, committed: str) -> None:
+        """tokens = <s> + ids of ``committed`` (the text up to a word boundary)."""
+        ids = list(self.tokenize(committed.strip())) if committed.strip() else []
         tokens = [self.tts.bos_id] + [int(i) for i in ids]
-        if tokens[: self.num_read] != self.tokens[: self.num_read]:
+        read = self.progress.num_read
+        if tokens[:read] != self.progress.tokens[:read]:
             raise RuntimeError(
                 "the tokenizer changed tokens that were already read when more text arrived; "
                 "push text in whole words (ending with a space)"
             )
-        self.tokens = tokens
+        self.progress.tokens = tokens
 
     # ------------------------------------------------------------------ schedule
-    def _can_read(self) -> bool:
-        unread = len(self.tokens) - self.num_read
-        if unread == 0:
-            return False
-        if self.tokens_per_chunk is None:  # offline model: reads the whole text at once
-            return self.text_ended
-        return unread >= self.tokens_per_chunk or self.text_ended
-
     @torch.no_grad()
     def _run(self) -> Iterator[Chunk]:
-        while not self.finished and not self.closed:
-            if self.writes_left == 0:
-                if self._can_read():
-                    self._read()
-                elif not (self.text_ended and self.num_read == len(self.tokens)):
+        progress = self.progress
+        while not progress.finished and not self.closed:
+            if progress.writes_left == 0:
+                turn = streaming_turn(progress.num_read, len(progress.tokens), progress.text_ended,
+                                      self.tokens_per_chunk, self.frames_per_chunk)
+                if turn is None:
                     return  # waiting for text
-                all_read = self.text_ended and self.num_read == len(self.tokens)
-                self.writes_left = None if all_read else self.frames_per_chunk
+                take, progress.writes_left = turn
+                if take:
+                    self._read(take)
             chunk = self._write()
             if chunk is not None:
                 yield chunk
 
-    def _read(self) -> None:
-        """Feed [pending frame] + the next tokens; the unconditional row sees only </s> + frames."""
+    def _read(self, take: int) -> None:
+        """Feed [pending frame] + the next ``take`` tokens (the unconditional row: ``dropped_text``)."""
         start = time.perf_counter()
-        take = len(self.tokens) - self.num_read
-        if self.tokens_per_chunk is not None:
-            take = min(take, self.tokens_per_chunk)
-        ids = torch.tensor(self.tokens[self.num_read : self.num_read + take], device=self.device)
+        progress = self.progress
+        ids = torch.tensor(progress.tokens[progress.num_read : progress.num_read + take], device=self.device)
         emb = self.lm.embed_tokens(ids)[None]  # [1, take, dim]
         visible = torch.ones(1, take, dtype=torch.bool, device=self.device)
         rows = self.state.last_hidden.shape[0]
         if rows == 2:
-            uncond = emb.clone()
-            uncond_visible = torch.zeros_like(visible)
-            if self.num_read == 0:
-                uncond[0, 0] = self.lm.embed_tokens.weight[self.tts.eos_id]
-                uncond_visible[0, 0] = True
-            emb, visible = torch.cat([emb, uncond]), torch.cat([visible, uncond_visible])
-        if self.pending is not None:
-            frame_emb = self.lm.frame_proj(self.pending.to(emb.dtype))[None].expand(rows, -1, -1)
+            uncond_visible, eos = (x.to(self.device) for x in dropped_text(take, progress.num_read == 0))
+            eos_emb = self.lm.embed_tokens.weight[self.tts.eos_id]
+            uncond = torch.where(eos[:, None], eos_emb, emb[0])[None]
+            emb, visible = torch.cat([emb, uncond]), torch.cat([visible, uncond_visible[None]])
+        if progress.pending is not None:
+            frame_emb = self.lm.frame_proj(progress.pending.to(emb.dtype))[None].expand(rows, -1, -1)
             emb = torch.cat([frame_emb, emb], 1)
             visible = torch.cat([torch.ones(rows, 1, dtype=torch.bool, device=self.device), visible], 1)
-            self.pending = None
+            progress.pending = None
         self._guard_capacity(emb.shape[1])
         self.state.feed(emb, visible)
-        self.num_read += take
-        self.chunk_compute += time.perf_counter() - start
+        progress.num_read += take
+        progress.chunk_compute += time.perf_counter() - start
 
     def _guard_capacity(self, slots: int) -> None:
         if self.state.length + slots > self.state.cache.capacity:
@@ -195,34 +202,35 @@ class StreamingSession:
 
     def _write(self) -> Optional[Chunk]:
         """Write frames for this turn; returns a chunk once ``frames_per_chunk`` are ready."""
-        while self.writes_left is None or self.writes_left > 0:
+        progress = self.progress
+        while progress.writes_left is None or progress.writes_left > 0:
             start = time.perf_counter()
-            if self.pending is not None:
+            if progress.pending is not None:
                 self._guard_capacity(1)
-                self.state.feed_frames(self.pending[None])
-                self.pending = None
+                self.state.feed_frames(progress.pending[None])
+                progress.pending = None
             if self.forced:
                 frame = self.forced.pop(0)[None]
                 self._decode_audio(frame, keep=False)
             else:
-                noise = draw_noise(self.noise, self.sampled, 1, self.lm.noise_dim, self.device)
+                noise = draw_noise(self.noise, progress.sampled, 1, self.lm.noise_dim, self.device)
                 frame, stop_prob = self.lm.sample_frame(self.state.last_hidden, noise, self.cfg_scale)
-                self.sampled += 1
-                all_read = self.text_ended and self.num_read == len(self.tokens)
+                progress.sampled += 1
+                all_read = progress.text_ended and progress.num_read == len(progress.tokens)
                 stop = float(stop_prob[0]) >= self.stop_threshold and (self.allow_early_stop or all_read)
-                if stop or self.sampled >= self.max_frames:
-                    self.finished = True
-                    self.stopped_early = not all_read
+                if stop or progress.sampled >= self.max_frames:
+                    progress.finished = True
+                    progress.stopped_early = not all_read
                     if self.keep_stop_frame or not stop:
-                        self.chunk_frames.append(frame.float())
-                    self.chunk_compute += time.perf_counter() - start
+                        progress.chunk_frames.append(frame.float())
+                    progress.chunk_compute += time.perf_counter() - start
                     return self._flush()
-                self.chunk_frames.append(frame.float())
-            self.pending = frame
-            if self.writes_left is not None:
-                self.writes_left -= 1
-            self.chunk_compute += time.perf_counter() - start
-            if len(self.chunk_frames) >= self.frames_per_chunk:
+                progress.chunk_frames.append(frame.float())
+            progress.pending = frame
+            if progress.writes_left is not None:
+                progress.writes_left -= 1
+            progress.chunk_compute += time.perf_counter() - start
+            if len(progress.chunk_frames) >= self.frames_per_chunk:
                 return self._flush()
         return None
 
@@ -233,13 +241,14 @@ class StreamingSession:
         return audio if keep else None
 
     def _flush(self) -> Optional[Chunk]:
-        if not self.chunk_frames:
+        progress = self.progress
+        if not progress.chunk_frames:
             return None
         start = time.perf_counter()
-        frames = torch.cat(self.chunk_frames)
+        frames = torch.cat(progress.chunk_frames)
         audio = self._decode_audio(frames, keep=True)
-        compute = self.chunk_compute + time.perf_counter() - start
-        chunk = Chunk(frames, audio, self.chunks_emitted, compute, time.perf_counter() - self.started)
-        self.chunk_frames, self.chunk_compute = [], 0.0
-        self.chunks_emitted += 1
+        compute = progress.chunk_compute + time.perf_counter() - start
+        chunk = Chunk(frames, audio, progress.chunks_emitted, compute, time.perf_counter() - self.started)
+        progress.chunk_frames, progress.chunk_compute = [], 0.0
+        progress.chunks_emitted += 1
         return chunk

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from espnet2.bin.tts_inference import Text2Speech
 
-import espnet2_sled  # noqa: F401  (registers tts: sled before ESPnet builds the model)
+import espnet2_sled.registry  # noqa: F401  (registers tts: sled before ESPnet builds the model)
 from espnet2_sled.checkpoint import load_model_file
 
 DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame")

@@ -29,50 +29,24 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
+from espnet2.utils.types import str2bool
+
+from espnet2_sled.fileio import AudioEntry, read_audio_table
 
 log = logging.getLogger("extract_latents")
 
 
 # ---------------------------------------------------------------------------- data dir
-def read_table(path: Path) -> List[List[str]]:
-    """Non-empty lines of a Kaldi table, split once after the key: ``[key, rest]``."""
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            parts = line.strip().split(maxsplit=1)
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{number}: expected 'key value', got {line!r}")
-            rows.append(parts)
-    return rows
-
-
-def read_data_dir(data_dir: Path) -> Dict[str, Tuple[str, Optional[float], Optional[float]]]:
-    """``{utt: (audio path, start s or None, end s or None)}`` from ``wav.scp`` (+ ``segments``)."""
+def read_data_dir(data_dir: Path) -> Dict[str, AudioEntry]:
+    """``{utt: (audio path, start s, end s or None)}`` from ``wav.scp`` (+ ``segments``)."""
     wav_scp = data_dir / "wav.scp"
     if not wav_scp.is_file():
         raise FileNotFoundError(f"{wav_scp} does not exist; expected a Kaldi data dir with wav.scp")
-    recordings = {}
-    for key, value in read_table(wav_scp):
-        if value.endswith("|"):
-            raise ValueError(f"{wav_scp}: entry '{key}' is a command pipe ({value!r}); "
-                             "extract_latents reads plain audio file paths only")
-        recordings[key] = value
     segments = data_dir / "segments"
-    if not segments.is_file():
-        return {key: (path, None, None) for key, path in recordings.items()}
-    utts = {}
-    for utt, value in read_table(segments):
-        fields = value.split()
-        if len(fields) != 3:
-            raise ValueError(f"{segments}: line for '{utt}' should be 'utt recording start end'")
-        if fields[0] not in recordings:
-            raise ValueError(f"{segments}: utterance '{utt}' uses recording '{fields[0]}', "
-                             f"which is not in {wav_scp}")
-        utts[utt] = (recordings[fields[0]], float(fields[1]), float(fields[2]))
-    return utts
+    return read_audio_table(wav_scp, segments if segments.is_file() else None)
 
 
 def job_keys(keys: List[str], nj: int, job: int) -> List[str]:
@@ -337,14 +311,6 @@ def merge(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- CLI
-def str2bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir (wav.scp [, segments])")

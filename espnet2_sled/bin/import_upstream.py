@@ -29,12 +29,24 @@ from typing import Any, Dict, Optional, Union
 import torch
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
+import espnet2_sled.registry  # noqa: F401  (tts: sled and byte_bpe for ESPnet's model builder)
 from espnet2_sled.checkpoint import CheckpointError
 from espnet2_sled.tasks.sled import SLEDTask
-from espnet2_sled.upstream.checkpoint import (UpstreamCheckpointError, import_state_dict, read_config,
-                                              read_safetensors, tts_conf_from_config)
-from espnet2_sled.upstream.tokenizer import (BYTE_BPE, SPECIAL_TOKENS, TokenizerFilesError, build_byte_bpe,
-                                             read_vocab, token_list_from_vocab)
+from espnet2_sled.upstream.checkpoint import (
+    UpstreamCheckpointError,
+    import_state_dict,
+    read_config,
+    read_safetensors,
+    tts_conf_from_config,
+)
+from espnet2_sled.upstream.tokenizer import (
+    BYTE_BPE,
+    SPECIAL_TOKENS,
+    TokenizerFilesError,
+    build_byte_bpe,
+    read_vocab,
+    token_list_from_vocab,
+)
 
 MODEL_FILE = "model.pth"
 TOKENIZER_FILE = "tokenizer.json"
@@ -109,7 +121,8 @@ def import_checkpoint(
         )
     for name, token in (("bos_id", SPECIAL_TOKENS[0]), ("eos_id", SPECIAL_TOKENS[2])):
         if token_list[tts_conf[name]] != token:
-            raise TokenizerFilesError(f"config.json's {name} {tts_conf[name]} is {token_list[tts_conf[name]]!r}, not {token}")
+            raise TokenizerFilesError(
+                f"config.json's {name} {tts_conf[name]} is {token_list[tts_conf[name]]!r}, not {token}")
     odim = int(upstream_config["vae_embed_dim"])
     if cfg_scale is not None:
         tts_conf["cfg_scale"] = float(cfg_scale)
@@ -183,7 +196,8 @@ def get_parser() -> argparse.ArgumentParser:
         description="Import a released SLED-TTS checkpoint (ICTNLP/SLED-TTS-*Libriheavy) as an ESPnet exp dir",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--src", required=True, help="HF folder: config.json, model.safetensors, vocab.json, merges.txt")
+    parser.add_argument("--src", required=True,
+                        help="HF folder: config.json, model.safetensors, vocab.json, merges.txt")
     parser.add_argument("--out", required=True, help="experiment dir to write (config.yaml, model.pth, tokenizer.json)")
     parser.add_argument("--latent", default="encodec", choices=["encodec", "none"],
                         help="latent space stored with the model (none: frames only, no audio)")

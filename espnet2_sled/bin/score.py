@@ -37,16 +37,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from espnet2_sled.fileio import read_table  # noqa: F401 (used below and by callers)
+from espnet2_sled import fileio
+from espnet2_sled.fileio import AudioEntry, read_table  # noqa: F401 (used below and by callers)
+from espnet2_sled.latent import audio as audio_io
 
 SCORE_RATE = 16000  # every scorer here works at 16 kHz
 ALL_METRICS = ("wer", "spk_sim", "dnsmos", "rtf")
-
-# (path, start seconds, end seconds or None)
-AudioEntry = Tuple[str, float, Optional[float]]
 
 
 # --------------------------------------------------------------------------------------
@@ -62,35 +60,13 @@ def read_audio_table(wav_scp: Optional[Path] = None, wav_dir: Optional[Path] = N
         return {p.stem: (str(p), 0.0, None) for p in files}
     if wav_scp is None:
         raise ValueError("give a wav.scp or a wav directory")
-    recordings = read_table(wav_scp)
-    for key, value in recordings.items():
-        if value.rstrip().endswith("|"):
-            raise ValueError(f"{wav_scp}: entry '{key}' is a command pipe; only file paths are supported")
-    if segments is None:
-        return {k: (v, 0.0, None) for k, v in recordings.items()}
-    table = {}
-    for utt, value in read_table(segments).items():
-        reco, start, end = value.split()
-        if reco not in recordings:
-            raise KeyError(f"{segments}: utterance '{utt}' refers to recording '{reco}', not in {wav_scp}")
-        table[utt] = (recordings[reco], float(start), float(end))
-    return table
+    return fileio.read_audio_table(wav_scp, segments)
 
 
 def load_audio(entry: AudioEntry, rate: int = SCORE_RATE) -> np.ndarray:
-    """Read (a slice of) a file as mono float32 at ``rate`` Hz."""
+    """Read (a slice of) a file as mono float32 at ``rate`` Hz (empty audio: ``[0]``)."""
     path, start, end = entry
-    info = sf.info(path)
-    first = int(round(start * info.samplerate))
-    last = -1 if end is None else int(round(end * info.samplerate))
-    audio, source_rate = sf.read(path, start=first, stop=None if last < 0 else last,
-                                 dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    if source_rate != rate:
-        import librosa
-
-        audio = librosa.resample(audio, orig_sr=source_rate, target_sr=rate, res_type="soxr_hq")
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    return audio_io.load_audio(path, rate, start, end, allow_empty=True)
 
 
 def normalize_text(text: str) -> str:

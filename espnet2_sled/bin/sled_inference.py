@@ -24,6 +24,7 @@ from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from tqdm import tqdm
 
+import espnet2_sled.registry  # noqa: F401  (tts: sled for ESPnet's model builder)
 from espnet2_sled.fileio import read_table as read_kaldi_table
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech  # noqa: F401 (re-exported)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Train SLED with ESPnet's trainer: the same options as ``espnet2.bin.tts_train``."""
 
+import espnet2_sled.registry  # noqa: F401  (tts: sled for ESPnet's parser and model builder)
 from espnet2_sled.tasks.sled import SLEDTask
 
 

@@ -1,4 +1,4 @@
-"""Reading audio for latent extraction: soundfile -> mono -> 24 kHz float32.
+"""Reading audio (latent extraction, prompts, scoring): soundfile -> mono -> target-rate float32.
 
 Resampling uses librosa's default ``soxr_hq``, as upstream SLED did for LibriHeavy.
 Errors name the file (and the utterance when the caller passes one).
@@ -39,18 +39,19 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
 
 
 def load_audio(path: str, target_rate: int = 24000, start: Optional[float] = None,
-               end: Optional[float] = None, name: Optional[str] = None) -> np.ndarray:
+               end: Optional[float] = None, name: Optional[str] = None, allow_empty: bool = False) -> np.ndarray:
     """Read ``path`` (optionally the segment ``[start, end)`` seconds) as mono float32 ``[S]``
     at ``target_rate``. Raises ``AudioError`` naming ``name``/``path`` for missing, corrupt
-    or empty audio, and for a segment that ends past the end of the file."""
+    or empty audio (an empty file is returned as ``[0]`` when ``allow_empty``), and for a
+    segment that ends past the end of the file."""
     import soundfile as sf
 
     who = f"utterance '{name}' (file '{path}')" if name else f"audio file '{path}'"
     try:
         info = sf.info(path)
         rate = info.samplerate
-        first = int(start * rate) if start is not None else 0
-        last = int(end * rate) if end is not None else -1
+        first = int(round(start * rate)) if start is not None else 0
+        last = int(round(end * rate)) if end is not None else -1
         if last != -1 and last <= first:
             raise AudioError(f"{who}: segment [{start}, {end}) s is empty")
         if end is not None and end - info.frames / rate > MAX_OVERSHOOT_SECONDS:
@@ -68,7 +69,9 @@ def load_audio(path: str, target_rate: int = 24000, start: Optional[float] = Non
         raise AudioError(f"{who} could not be read as audio ({type(e).__name__}: {e})") from e
     audio = to_mono(np.asarray(audio, dtype=np.float32))
     if audio.size == 0:
-        raise AudioError(f"{who} is empty (0 samples{' in the segment' if start is not None else ''})")
+        if allow_empty:
+            return audio
+        raise AudioError(f"{who} is empty (0 samples{' in the segment' if end is not None else ''})")
     if not np.isfinite(audio).all():
         raise AudioError(f"{who} contains NaN or inf samples")
     return resample(audio, rate, target_rate).astype(np.float32, copy=False)

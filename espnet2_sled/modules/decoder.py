@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet2_sled.modules.config import SLEDConfig
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -107,11 +109,12 @@ class AttentionProbe:
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, heads, rope_theta, attention_dropout):
+    def __init__(self, config: SLEDConfig):
         super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
-        self.rope_theta = rope_theta
-        self.attention_dropout = attention_dropout
+        dim = config.dim
+        self.heads, self.head_dim = config.heads, dim // config.heads
+        self.rope_theta = config.rope_theta
+        self.attention_dropout = config.attention_dropout
         self.q_proj = nn.Linear(dim, dim, bias=False)
         self.k_proj = nn.Linear(dim, dim, bias=False)
         self.v_proj = nn.Linear(dim, dim, bias=False)
@@ -141,25 +144,26 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, dim, hidden, activation_dropout):
+    def __init__(self, config: SLEDConfig):
         super().__init__()
+        dim, hidden = config.dim, config.ffn_dim
         self.gate_proj = nn.Linear(dim, hidden, bias=False)
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
-        self.dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(config.activation_dropout)
 
     def forward(self, x):
         return self.down_proj(self.dropout(F.silu(self.gate_proj(x)) * self.up_proj(x)))
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, ffn_dim, rope_theta, norm_eps, dropout, attention_dropout, activation_dropout):
+    def __init__(self, config: SLEDConfig):
         super().__init__()
-        self.input_layernorm = RMSNorm(dim, norm_eps)
-        self.self_attn = Attention(dim, heads, rope_theta, attention_dropout)
-        self.post_attention_layernorm = RMSNorm(dim, norm_eps)
-        self.mlp = SwiGLU(dim, ffn_dim, activation_dropout)
-        self.dropout = nn.Dropout(dropout)  # residual dropout, as upstream
+        self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.mlp = SwiGLU(config)
+        self.dropout = nn.Dropout(config.dropout)  # residual dropout, as upstream
 
     def forward(self, x, rope, mask, cache, layer, span, probe=None):
         x = x + self.dropout(self.self_attn(self.input_layernorm(x), rope, mask, cache, layer, span, probe))
@@ -167,33 +171,17 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Stack of blocks + final RMSNorm. Output: post-norm hidden ``[B, L, dim]``."""
+    """Stack of ``config.layers`` blocks + final RMSNorm. Output: post-norm hidden ``[B, L, dim]``."""
 
-    def __init__(
-        self,
-        dim: int = 1024,
-        layers: int = 12,
-        heads: int = 16,
-        ffn_dim: int = 2752,
-        rope_theta: float = 10000.0,
-        norm_eps: float = 1e-6,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        activation_dropout: float = 0.1,
-    ):
+    def __init__(self, config: SLEDConfig):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"decoder dim {dim} is not divisible by heads {heads}")
-        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.rope_theta = rope_theta
-        self.layers = nn.ModuleList(
-            Block(dim, heads, ffn_dim, rope_theta, norm_eps, dropout, attention_dropout, activation_dropout)
-            for _ in range(layers)
-        )
-        self.norm = RMSNorm(dim, norm_eps)
+        self.dim, self.heads, self.head_dim = config.dim, config.heads, config.dim // config.heads
+        self.rope_theta = config.rope_theta
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
         # A constant of the model, computed once (not per decode step). A plain fp32 tensor,
         # not a buffer: model.to(dtype=half) must not round the rotation frequencies.
-        self.inv_freq = rotary_inv_freq(self.head_dim, rope_theta)
+        self.inv_freq = rotary_inv_freq(self.head_dim, config.rope_theta)
 
     def new_cache(self, rows: int, capacity: int, device, dtype) -> KVCache:
         return KVCache(len(self.layers), rows, self.heads, self.head_dim, capacity, device, dtype)

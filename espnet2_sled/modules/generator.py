@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet2_sled.modules.config import SLEDConfig
+
 
 def modulate(x, shift, scale):
     return x * (1 + scale) + shift
@@ -45,16 +47,18 @@ class NoiseModulatedOutput(nn.Module):
 class FrameGenerator(nn.Module):
     """g(z, noise) -> latent frame.
 
-    ``z [..., cond_dim]`` and ``noise [..., noise_dim]`` -> ``[..., latent_dim]``.
+    ``z [..., dim]`` (the decoder's hidden state) and ``noise [..., noise_dim]`` ->
+    ``[..., latent_dim]``; ``generator_width`` wide, ``generator_depth`` blocks.
     """
 
-    def __init__(self, latent_dim=128, cond_dim=1024, width=1024, depth=6, noise_dim=128):
+    def __init__(self, config: SLEDConfig):
         super().__init__()
-        self.noise_dim = noise_dim
-        self.noise_proj = nn.Linear(noise_dim, width)
-        self.cond_proj = nn.Linear(cond_dim, width)
-        self.blocks = nn.ModuleList(NoiseModulatedBlock(width) for _ in range(depth))
-        self.output = NoiseModulatedOutput(width, latent_dim)
+        width = config.generator_width
+        self.noise_dim = config.noise_dim
+        self.noise_proj = nn.Linear(config.noise_dim, width)
+        self.cond_proj = nn.Linear(config.dim, width)
+        self.blocks = nn.ModuleList(NoiseModulatedBlock(width) for _ in range(config.generator_depth))
+        self.output = NoiseModulatedOutput(width, config.latent_dim)
         self.reset_parameters()
 
     def reset_parameters(self):

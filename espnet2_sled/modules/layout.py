@@ -14,7 +14,8 @@ Offline: ``[pad.. text(N_b) | frames(T_b) pad..]`` (text left-padded, so the bou
 ``</s>`` is always slot N-1 and predicts frame 0).
 
 Streaming (n text tokens, then m frames, repeated; the rest of the speech follows the
-last text chunk):
+last text chunk). ``streaming_turn`` states this schedule one turn at a time; training
+(``streaming_segments``) and incremental decoding (``espnet2_sled.streaming``) both follow it:
 
 * ``"upstream"``: the released checkpoint's layout. The *padded* text and speech are
   interleaved, so padding stays inside the sequence, and positions are raw slot indices
@@ -25,7 +26,7 @@ last text chunk):
 
 Classifier-free-guidance dropout hides the text: offline keeps only the boundary slot;
 streaming shows a single ``</s>`` at slot 0 (``eos_slot``), as the unconditional branch at
-inference is ``[</s>, f_0, f_1, ...]``.
+inference is ``[</s>, f_0, f_1, ...]`` (``dropped_text``, used by both).
 """
 
 from dataclasses import dataclass
@@ -54,27 +55,64 @@ def offline_segments(text_len: int, frame_len: int, max_text: int, max_frames: i
     return [(PAD, 0, max_text - text_len), (TEXT, 0, text_len), (FRAMES, 0, max_frames)]
 
 
+def streaming_turn(
+    tokens_read: int,
+    tokens_known: int,
+    text_complete: bool,
+    tokens_per_chunk: Optional[int],
+    frames_per_chunk: int,
+) -> Optional[Tuple[int, Optional[int]]]:
+    """The next turn of a streaming layout: (tokens to read now, frames to write after them,
+    None = all the remaining speech), or None while it has to wait for more text.
+
+    A turn reads ``tokens_per_chunk`` tokens (fewer only once the text is complete: the last
+    chunk), then writes ``frames_per_chunk`` frames; the turn that reads the end of the text
+    writes all the remaining speech. ``tokens_per_chunk`` None (an offline model, streamed):
+    the whole text once it is complete, then all the speech. The frames written by a turn come
+    before the tokens of the next one in the sequence.
+    """
+    unread = tokens_known - tokens_read
+    if text_complete:
+        take = unread if tokens_per_chunk is None else min(unread, tokens_per_chunk)
+    elif tokens_per_chunk is not None and unread >= tokens_per_chunk:
+        take = tokens_per_chunk
+    else:
+        return None
+    all_read = text_complete and take == unread
+    return take, None if all_read else frames_per_chunk
+
+
 def streaming_segments(text_len: int, frame_len: int, tokens_per_chunk: int, frames_per_chunk: int) -> List[Segment]:
-    """Read ``tokens_per_chunk`` tokens, write ``frames_per_chunk`` frames, repeat; after the
-    last (possibly partial) text chunk comes all remaining speech, then any unread text."""
-    n, m = tokens_per_chunk, frames_per_chunk
-    cycles = min(text_len // n, frame_len // m)
+    """The turns of ``streaming_turn`` over a whole utterance: read ``tokens_per_chunk`` tokens,
+    write ``frames_per_chunk`` frames, repeat; after the last (possibly partial) text chunk
+    comes all remaining speech. Text left when the speech ends (training data only) follows,
+    chunk by chunk."""
     segments: List[Segment] = []
-    for k in range(cycles):
-        segments += [(TEXT, k * n, (k + 1) * n), (FRAMES, k * m, (k + 1) * m)]
-    tail_text = min(cycles * n + n, text_len)
-    segments += [
-        (TEXT, cycles * n, tail_text),
-        (FRAMES, cycles * m, frame_len),
-        (TEXT, tail_text, text_len),
-    ]
-    return segments
+    read = written = 0
+    while True:
+        take, writes = streaming_turn(read, text_len, True, tokens_per_chunk, frames_per_chunk)
+        end = frame_len if writes is None else min(written + writes, frame_len)
+        segments += [(TEXT, read, read + take), (FRAMES, written, end)]
+        read, written = read + take, end
+        if writes is None:
+            return segments
+
+
+def dropped_text(num_slots: int, at_sequence_start: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(visible, eos) ``[num_slots]`` bool for text slots a streaming row reads with its text
+    dropped (classifier-free guidance's unconditional row): none of its text is visible, and
+    the very first slot of the sequence holds ``</s>`` instead (``[</s>, f_0, f_1, ...]``)."""
+    visible = torch.zeros(num_slots, dtype=torch.bool)
+    eos = torch.zeros(num_slots, dtype=torch.bool)
+    if at_sequence_start and num_slots > 0:
+        visible[0] = eos[0] = True
+    return visible, eos
 
 
 def build_layout(
     text_lengths: torch.Tensor,
     frame_lengths: torch.Tensor,
-    kind: str = "offline",
+    layout: str = "offline",
     tokens_per_chunk: int = 5,
     frames_per_chunk: int = 45,
     text_dropout: Optional[torch.Tensor] = None,
@@ -88,14 +126,14 @@ def build_layout(
     rows = []
     for b in range(B):
         n_b, t_b = int(text_lengths[b]), int(frame_lengths[b])
-        if kind == "offline":
+        if layout == "offline":
             rows.append(offline_segments(n_b, t_b, N, T))
-        elif kind == "upstream":  # padded lengths interleaved: pads stay inside
+        elif layout == "upstream":  # padded lengths interleaved: pads stay inside
             rows.append(streaming_segments(N, T, tokens_per_chunk, frames_per_chunk))
-        elif kind == "packed":
+        elif layout == "packed":
             rows.append(streaming_segments(n_b, t_b, tokens_per_chunk, frames_per_chunk))
         else:
-            raise ValueError(f"unknown layout '{kind}'; expected offline, packed or upstream")
+            raise ValueError(f"unknown layout '{layout}'; expected offline, packed or upstream")
     L = max(sum(e - s for _, s, e in segs) for segs in rows)
 
     text_index = torch.full((B, L), -1, dtype=torch.long)
@@ -121,15 +159,14 @@ def build_layout(
             cursor = span.stop
         if bool(text_dropout[b]):
             text_slots = (text_index[b] >= 0).nonzero().flatten()
-            visible[b, text_slots] = False
-            if kind == "offline":
+            if layout == "offline":
+                visible[b, text_slots] = False
                 visible[b, text_slots[-1]] = True  # only the boundary token </s> stays
-            else:
-                eos_slot[b, 0] = True  # [</s>, frames...], the unconditional stream
-                visible[b, 0] = True
+            else:  # a streaming layout starts with text: its slots are read from the sequence start
+                visible[b, text_slots], eos_slot[b, text_slots] = dropped_text(len(text_slots), True)
 
     positions = (visible.cumsum(1) - 1).clamp(min=0)
-    if kind == "upstream":
+    if layout == "upstream":
         positions = torch.arange(L).expand(B, L).clone()
 
     # Nearest visible slot strictly before each slot.

@@ -11,62 +11,47 @@ Training loss = energy distance between generator samples and the target frame (
 This module is plain PyTorch; ESPnet glue lives in ``espnet2_sled.tts.sled``.
 """
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet2_sled.modules.config import LossConfig, SLEDConfig
 from espnet2_sled.modules.decoder import AttentionProbe, Decoder, init_normal_
 from espnet2_sled.modules.energy_distance import energy_score_loss
 from espnet2_sled.modules.generator import FrameGenerator
 from espnet2_sled.modules.guided_attention import guided_attention_loss
 from espnet2_sled.modules.layout import Layout, build_layout
 
+INITIALIZER_RANGE = 0.02  # std of the normal init of the backbone (upstream's initializer_range)
+
 
 class SLEDLM(nn.Module):
-    def __init__(
-        self,
-        vocab_size: int,
-        latent_dim: int = 128,
-        dim: int = 1024,
-        layers: int = 12,
-        heads: int = 16,
-        ffn_dim: int = 2752,
-        rope_theta: float = 10000.0,
-        norm_eps: float = 1e-6,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        activation_dropout: float = 0.1,
-        generator_width: int = 1024,
-        generator_depth: int = 6,
-        noise_dim: int = 128,
-        initializer_range: float = 0.02,
-        frame_dropout: float = 0.0,
-        frame_noise: float = 0.0,
-    ):
+    def __init__(self, config: SLEDConfig):
         super().__init__()
-        self.latent_dim, self.noise_dim = latent_dim, noise_dim
-        # Dropout on the embeddings of the frames fed back as input (training only; 0 = off,
-        # as upstream). Like Tacotron 2's pre-net dropout: the past frames alone then cannot
-        # predict the next one, so the model has to read the text early in training.
-        self.frame_dropout = frame_dropout
-        # Gaussian noise (this std, in latent units) on the frames fed back as input (training
-        # only; 0 = off, as upstream): at decoding the model reads its own sampled frames, which
-        # are never exactly on the data; trained on clean frames only, its errors compound.
-        self.frame_noise = frame_noise
-        self.embed_tokens = nn.Embedding(vocab_size, dim)
-        self.frame_proj = nn.Linear(latent_dim, dim)
+        self.config = config
+        dim = config.dim
+        self.embed_tokens = nn.Embedding(config.vocab_size, dim)
+        self.frame_proj = nn.Linear(config.latent_dim, dim)
         self.input_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.decoder = Decoder(dim, layers, heads, ffn_dim, rope_theta, norm_eps, dropout, attention_dropout, activation_dropout)
-        self.generator = FrameGenerator(latent_dim, dim, generator_width, generator_depth, noise_dim)
+        self.decoder = Decoder(config)
+        self.generator = FrameGenerator(config)
         self.stop_head = nn.Linear(dim, 1, bias=False)
         # Initialisation as upstream: normal(0.02) backbone, xavier projections.
-        init_normal_(self.embed_tokens, initializer_range)
-        init_normal_(self.decoder, initializer_range)
+        init_normal_(self.embed_tokens, INITIALIZER_RANGE)
+        init_normal_(self.decoder, INITIALIZER_RANGE)
         nn.init.xavier_uniform_(self.frame_proj.weight)
         nn.init.zeros_(self.frame_proj.bias)
         nn.init.xavier_uniform_(self.stop_head.weight)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def noise_dim(self) -> int:
+        return self.config.noise_dim
 
     # ------------------------------------------------------------------ sequence
     def embed_slots(self, text: torch.Tensor, frames: torch.Tensor, layout: Layout, eos_id: int) -> torch.Tensor:
@@ -75,11 +60,17 @@ class SLEDLM(nn.Module):
         if frames.shape[1] == 0:  # text-only prefill: gather needs something to index
             frames = frames.new_zeros(frames.shape[0], 1, frames.shape[2])
         frames_at = frames.gather(1, layout.frame_index.clamp(min=0)[..., None].expand(-1, -1, frames.shape[-1]))
-        if self.training and self.frame_noise > 0:
-            frames_at = frames_at + self.frame_noise * torch.randn_like(frames_at)
+        # Gaussian noise (frame_noise std, in latent units) on the frames fed back as input
+        # (training only; 0 = off, as upstream): at decoding the model reads its own sampled
+        # frames, which are never exactly on the data; trained on clean frames only, its errors compound.
+        if self.training and self.config.frame_noise > 0:
+            frames_at = frames_at + self.config.frame_noise * torch.randn_like(frames_at)
         frame_emb = self.frame_proj(frames_at.to(self.frame_proj.weight.dtype))
-        if self.training and self.frame_dropout > 0:
-            frame_emb = F.dropout(frame_emb, self.frame_dropout)
+        # Dropout on the embeddings of the frames fed back as input (training only; 0 = off,
+        # as upstream). Like Tacotron 2's pre-net dropout: the past frames alone then cannot
+        # predict the next one, so the model has to read the text early in training.
+        if self.training and self.config.frame_dropout > 0:
+            frame_emb = F.dropout(frame_emb, self.config.frame_dropout)
         eos_emb = self.embed_tokens.weight[eos_id].to(text_emb.dtype)
         is_frame = (layout.frame_index >= 0)[..., None]
         x = torch.where(is_frame, frame_emb.to(text_emb.dtype), text_emb)
@@ -98,40 +89,33 @@ class SLEDLM(nn.Module):
         text_lengths: torch.Tensor,
         frames: torch.Tensor,
         frame_lengths: torch.Tensor,
-        eos_id: int,
-        layout_kind: str = "offline",
-        tokens_per_chunk: int = 5,
-        frames_per_chunk: int = 45,
+        loss_config: LossConfig,
         text_dropout: Optional[torch.Tensor] = None,
         noise: Optional[torch.Tensor] = None,
-        energy_samples: int = 2,
-        energy_beta: float = 1.0,
-        stop_pos_weight: float = 100.0,
-        guided_weight: float = 0.0,
-        guided_layers: Sequence[int] = (),
-        guided_heads: int = 0,
-        guided_sigma: float = 0.4,
-        self_feed: float = 0.0,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``.
+        """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``, laid out as ``config.layout``.
 
-        noise ``[M, F, noise_dim]`` with F = number of real frames in (b, t) order, or the
-        whole padded grid ``[M, B, T, noise_dim]`` (upstream draws noise for every slot and
-        masks afterwards), or None. ``guided_weight > 0`` adds the guided-attention loss on
-        the first ``guided_heads`` heads of ``guided_layers``. ``self_feed > 0`` (training only)
-        replaces that fraction of the input frames by the model's own samples of them (drawn
-        from a first, gradient-free pass over the ground truth), so that training sees the
-        kind of input decoding feeds back; the targets stay the ground truth. Returns (loss, stats).
+        text_dropout ``[B]`` bool: rows trained without text (CFG). noise ``[M, F, noise_dim]``
+        with F = number of real frames in (b, t) order, or the whole padded grid
+        ``[M, B, T, noise_dim]`` (upstream draws noise for every slot and masks afterwards), or
+        None (``loss_config.energy_samples`` draws). ``loss_config.guided_attention_weight > 0``
+        adds the guided-attention loss on the first ``guided_attention_heads`` heads of
+        ``guided_attention_layers``. ``loss_config.self_feed > 0`` (training only) replaces that
+        fraction of the input frames by the model's own samples of them (drawn from a first,
+        gradient-free pass over the ground truth), so that training sees the kind of input
+        decoding feeds back; the targets stay the ground truth. Returns (loss, stats).
         """
-        layout = build_layout(text_lengths, frame_lengths, layout_kind, tokens_per_chunk, frames_per_chunk, text_dropout)
-        guided = guided_weight > 0 and guided_heads > 0 and len(guided_layers) > 0
-        probe = AttentionProbe(tuple(guided_layers), guided_heads) if guided else None
+        config, eos_id = self.config, self.config.eos_id
+        layout = build_layout(text_lengths, frame_lengths, config.layout, config.tokens_per_chunk,
+                              config.frames_per_chunk, text_dropout)
+        guided_layers = loss_config.guided_attention_layers
+        probe = AttentionProbe(guided_layers, loss_config.guided_attention_heads) if loss_config.guided else None
         B, T = frames.shape[:2]
         frame_mask = torch.arange(T, device=frames.device)[None] < frame_lengths[:, None]  # [B, T]
         inputs = frames
-        if self.training and self_feed > 0:
+        if self.training and loss_config.self_feed > 0:
             inputs = self.own_samples_mixed_in(text, text_lengths, frames, frame_lengths, layout, eos_id,
-                                               frame_mask, self_feed)
+                                               frame_mask, loss_config.self_feed)
         h = self.hidden_states(text, text_lengths, inputs, frame_lengths, layout, eos_id, probe)  # [B, L, dim]
 
         z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))[frame_mask]  # [F, dim]
@@ -139,24 +123,28 @@ class SLEDLM(nn.Module):
         if noise is not None and noise.dim() == 4:  # padded grid [M, B, >=T, noise_dim]
             noise = noise[:, :, :T][:, frame_mask]
         if noise is None:
-            noise = torch.randn(energy_samples, z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype)
+            noise = torch.randn(loss_config.energy_samples, z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype)
         samples = self.generator(z[None].expand(noise.shape[0], -1, -1), noise.to(z.dtype))  # [M, F, D]
-        energy = energy_score_loss(samples, target, energy_beta).mean()
+        energy = energy_score_loss(samples, target, loss_config.energy_beta).mean()
 
         stop_h = h.gather(1, layout.stop_slot[..., None].expand(-1, -1, h.shape[-1]))  # [B, T+1, dim]
         with torch.autocast(device_type=h.device.type, enabled=False):
             logits = F.linear(stop_h.float(), self.stop_head.weight.float()).squeeze(-1)  # [B, T+1]
-            pos_weight = torch.tensor(stop_pos_weight, device=logits.device)
-            bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none", pos_weight=pos_weight)
+            pos_weight = torch.tensor(loss_config.stop_pos_weight, device=logits.device)
+            bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none",
+                                                     pos_weight=pos_weight)
             stop_loss = (bce * layout.stop_weight).sum() / layout.stop_weight.sum()
             loss = energy + stop_loss
             if probe is not None:
-                rows = torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None else ~text_dropout.to(h.device)
+                rows = (torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None
+                        else ~text_dropout.to(h.device))
                 heads = torch.cat([probe.probs[i] for i in guided_layers], dim=1)  # every layer's heads: one prior
-                guide = guided_attention_loss(heads, layout, text_lengths, frame_lengths, rows, guided_sigma)
-                loss = loss + guided_weight * guide
+                guide = guided_attention_loss(heads, layout, text_lengths, frame_lengths, rows,
+                                              loss_config.guided_attention_sigma)
+                loss = loss + loss_config.guided_attention_weight * guide
             predicted_stop = (logits > 0).float()
-            stop_acc = ((predicted_stop == layout.stop_target).float() * layout.stop_weight).sum() / layout.stop_weight.sum()
+            correct = (predicted_stop == layout.stop_target).float()
+            stop_acc = (correct * layout.stop_weight).sum() / layout.stop_weight.sum()
         stats = dict(
             loss=loss.detach(),
             energy_distance=energy.detach(),

@@ -34,7 +34,7 @@ def model_info(tts, limits: Limits, model_name: str) -> Dict[str, Any]:
         "device": str(tts.device),
         "sample_rate": int(tts.fs),
         "audio": {"encoding": AUDIO_ENCODING, "channels": 1, "sample_rate": int(tts.fs)},
-        "latent": {"name": model.latent_name, "latent_dim": int(latent.latent_dim),
+        "latent": {"name": model.config.latent, "latent_dim": int(latent.latent_dim),
                    "hop_length": int(latent.hop_length), "frame_rate": float(latent.frame_rate)},
         "streaming": {"layout": model.layout, "tokens_per_chunk": model.tokens_per_chunk,
                       "frames_per_chunk": model.frames_per_chunk,

@@ -1,7 +1,8 @@
 """SLEDTask: ESPnet's TTSTask with SLED's input checks; the only place that knows task machinery.
 
-Importing ``espnet2_sled`` first matters: ESPnet's multi-GPU launch spawns workers that
-unpickle ``SLEDTask.main_worker`` and so import this module, which registers ``sled``.
+Importing ``espnet2_sled.registry`` here matters: ESPnet's multi-GPU launch spawns workers
+that unpickle ``SLEDTask.main_worker`` and so import this module, which registers ``sled``
+(and token type ``byte_bpe``, which ESPnet's Text2Speech also looks up through TTSTask).
 """
 
 import argparse
@@ -12,17 +13,13 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-
-import espnet2_sled  # noqa: F401  (registers tts: sled, also in spawned workers)
 from espnet2.tasks.tts import TTSTask
 from espnet2.train.trainer import Trainer
 
+import espnet2_sled.registry  # noqa: F401  (registers tts: sled and byte_bpe, also in spawned workers)
 from espnet2_sled.checkpoint import load_init_param, load_model_file, load_state_strictly, read_torch_file
-from espnet2_sled.upstream.tokenizer import BYTE_BPE, install_token_type
-
-# token_type byte_bpe (the released checkpoints' RoBERTa BPE): ESPnet's Text2Speech builds
-# its preprocessor through TTSTask, so the token type is made known where ESPnet looks it up.
-install_token_type()
+from espnet2_sled.modules.config import tts_conf_defaults
+from espnet2_sled.upstream.tokenizer import BYTE_BPE
 
 
 class SLEDInputCheck:
@@ -148,4 +145,5 @@ class SLEDTask(TTSTask):
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         inner = super().build_preprocess_fn(args, train)
         tts_conf = getattr(args, "tts_conf", None) or {}
-        return SLEDInputCheck(inner, getattr(args, "odim", None), int(tts_conf.get("max_positions", 2048)))
+        max_positions = tts_conf.get("max_positions", tts_conf_defaults()["max_positions"])
+        return SLEDInputCheck(inner, getattr(args, "odim", None), int(max_positions))

@@ -21,7 +21,7 @@ def heldout_energy_distance(tts, items: Iterable[Tuple[torch.Tensor, torch.Tenso
     total, frames = 0.0, 0
     for text, feats in items:
         text, feats = text.long().to(device)[None], feats.float().to(device)[None]
-        noise = torch.randn(tts.energy_samples, feats.shape[1], tts.lm.noise_dim, generator=g).to(device)
+        noise = torch.randn(tts.config.loss.energy_samples, feats.shape[1], tts.lm.noise_dim, generator=g).to(device)
         _, stats, _ = tts(text, torch.tensor([text.shape[1]], device=device), feats,
                           torch.tensor([feats.shape[1]], device=device),
                           text_dropout=torch.tensor([drop_text]), noise=noise)

@@ -1,7 +1,8 @@
 """SLED as an ESPnet TTS model: ``forward`` returns the training losses, ``inference`` decodes.
 
 ESPnet hands us token ids without sentence markers and precomputed latent frames as
-``feats`` (``--odim <latent width>``, ``feats_extract`` None). We wrap the text as
+``feats`` (``--odim <latent width>``, ``feats_extract`` None); ``feats`` is ESPnet's name on
+the ``AbsTTS`` signatures only, they are ``frames`` from there down. We wrap the text as
 ``<s> text </s>`` (``bos_id`` / ``eos_id``; ESPnet token lists end with ``<sos/eos>``,
 which is the default for both) and leave the math to ``SLEDLM``.
 
@@ -10,108 +11,35 @@ prompt encoding; its weights live in this module's state dict (frozen), so a pac
 model decodes offline.
 """
 
-from typing import Any, Dict, Optional, Sequence
+import inspect
+from typing import Any, Dict, Optional
 
 import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.tts.abs_tts import AbsTTS
 
+from espnet2_sled.modules.config import SLEDConfig, tts_conf_defaults
 from espnet2_sled.modules.generation import generate
 from espnet2_sled.modules.sled_lm import SLEDLM
 
 
 class SLED(AbsTTS):
-    def __init__(
-        self,
-        idim: int,
-        odim: int,
-        # backbone (paper: 1024 wide, 12 layers, 16 heads, SwiGLU 2752)
-        dim: int = 1024,
-        layers: int = 12,
-        heads: int = 16,
-        ffn_dim: int = 2752,
-        rope_theta: float = 10000.0,
-        norm_eps: float = 1e-6,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        activation_dropout: float = 0.1,
-        frame_dropout: float = 0.0,  # dropout on fed-back frame embeddings (training; 0 = upstream)
-        frame_noise: float = 0.0,  # std of Gaussian noise on fed-back frames (training; 0 = upstream)
-        self_feed: float = 0.0,  # fraction of input frames replaced by the model's own samples (training)
-        max_positions: int = 2048,
-        # per-frame generator
-        generator_width: int = 1024,
-        generator_depth: int = 6,
-        noise_dim: int = 128,
-        # loss
-        energy_beta: float = 1.0,
-        energy_samples: int = 2,
-        stop_pos_weight: float = 100.0,
-        cfg_dropout: float = 0.1,
-        # guided attention (training only; 0 = off, as the paper): see modules/guided_attention.py
-        guided_attention_weight: float = 0.0,
-        guided_attention_layers: Sequence[int] = (1,),
-        guided_attention_heads: int = 2,
-        guided_attention_sigma: float = 0.4,
-        # sequence layout
-        layout: str = "offline",
-        tokens_per_chunk: int = 5,
-        frames_per_chunk: int = 45,
-        bos_id: Optional[int] = None,
-        eos_id: Optional[int] = None,
-        # waveform side (None: frames only)
-        latent: Optional[str] = None,
-        latent_conf: Optional[Dict[str, Any]] = None,
-        # decoding defaults (overridable per call)
-        cfg_scale: float = 2.0,
-        stop_threshold: float = 0.8,
-        keep_stop_frame: bool = False,
-    ):
+    """``SLED(idim, odim, **tts_conf)``: the keys are the fields of ``SLEDConfig`` and
+    ``LossConfig`` (``modules/config.py``, with their defaults and meaning); they are read
+    into one ``self.config`` here and checked there, once."""
+
+    def __init__(self, idim: int, odim: int, **tts_conf):
         super().__init__()
-        if layout not in ("offline", "packed", "upstream"):
-            raise ValueError(f"tts_conf.layout must be offline, packed or upstream, got '{layout}'")
-        if not 0.0 <= frame_dropout < 1.0:
-            raise ValueError(f"tts_conf.frame_dropout must lie in [0, 1) (got {frame_dropout})")
-        if not frame_noise >= 0.0:
-            raise ValueError(f"tts_conf.frame_noise must be >= 0 (got {frame_noise})")
-        if not 0.0 <= self_feed <= 1.0:
-            raise ValueError(f"tts_conf.self_feed must lie in [0, 1] (got {self_feed})")
-        if energy_samples < 2:
-            raise ValueError(f"tts_conf.energy_samples must be >= 2 (got {energy_samples})")
-        if not 0.0 < energy_beta < 2.0:
-            raise ValueError(f"tts_conf.energy_beta must lie in (0, 2) (got {energy_beta})")
-        if guided_attention_weight < 0 or guided_attention_sigma <= 0:
-            raise ValueError("tts_conf.guided_attention_weight must be >= 0 and guided_attention_sigma > 0 "
-                             f"(got {guided_attention_weight}, {guided_attention_sigma})")
-        if guided_attention_weight > 0:
-            bad = [i for i in guided_attention_layers if not 0 <= int(i) < layers]
-            if bad or not 0 < guided_attention_heads <= heads:
-                raise ValueError(
-                    f"tts_conf.guided_attention_layers={list(guided_attention_layers)} / guided_attention_heads="
-                    f"{guided_attention_heads} do not fit a decoder of {layers} layers x {heads} heads")
-        self.self_feed = self_feed
-        self.guided = dict(guided_weight=guided_attention_weight, guided_layers=tuple(int(i) for i in guided_attention_layers),
-                           guided_heads=guided_attention_heads, guided_sigma=guided_attention_sigma)
+        self.config = config = SLEDConfig.from_tts_conf(idim, odim, tts_conf)
         self.idim, self.odim = idim, odim
-        self.bos_id = idim - 1 if bos_id is None else bos_id
-        self.eos_id = idim - 1 if eos_id is None else eos_id
-        self.max_positions = max_positions
-        self.energy_beta, self.energy_samples = energy_beta, energy_samples
-        self.stop_pos_weight, self.cfg_dropout = stop_pos_weight, cfg_dropout
-        self.layout, self.tokens_per_chunk, self.frames_per_chunk = layout, tokens_per_chunk, frames_per_chunk
-        self.decode_defaults = dict(cfg_scale=cfg_scale, stop_threshold=stop_threshold, keep_stop_frame=keep_stop_frame)
-        self.lm = SLEDLM(
-            idim, odim, dim, layers, heads, ffn_dim, rope_theta, norm_eps, dropout,
-            attention_dropout, activation_dropout, generator_width, generator_depth, noise_dim,
-            frame_dropout=frame_dropout, frame_noise=frame_noise,
-        )
+        self.lm = SLEDLM(config)
         self.latent_space = None
-        self.latent_name, self.latent_weights = latent, None
-        if latent is not None:
+        self.latent_weights = None
+        if config.latent is not None:
             from espnet2_sled.latent import build_latent_space
 
-            conf = dict(latent_conf or {})
-            if "weights" in conf or latent == "encodec":
+            conf = dict(config.latent_conf or {})
+            if "weights" in conf or config.latent == "encodec":
                 # Codec weights come from the checkpoint when one is loaded; from the file only
                 # when training starts (SLEDTask.build_model -> load_latent_weights). So a
                 # packed model decodes on a machine that has no codec file.
@@ -119,23 +47,32 @@ class SLED(AbsTTS):
                 if self.latent_weights not in ("random", "deferred"):
                     conf["weights"] = "deferred"
             self.latent_conf = conf
-            self.latent_space = build_latent_space(latent, **conf)
+            self.latent_space = build_latent_space(config.latent, **conf)
             if self.latent_space.latent_dim != odim:
                 raise ValueError(
-                    f"latent space '{latent}' has width {self.latent_space.latent_dim} but the data "
+                    f"latent space '{config.latent}' has width {self.latent_space.latent_dim} but the data "
                     f"(odim) has {odim}; extract the latents with the same latent_conf"
                 )
             self.latent_space.requires_grad_(False)
+
+    # Read-only views of the config for callers (one value, one name: set them on ``config``).
+    bos_id = property(lambda self: self.config.bos_id)
+    eos_id = property(lambda self: self.config.eos_id)
+    max_positions = property(lambda self: self.config.max_positions)
+    layout = property(lambda self: self.config.layout)
+    tokens_per_chunk = property(lambda self: self.config.tokens_per_chunk)
+    frames_per_chunk = property(lambda self: self.config.frames_per_chunk)
 
     def load_latent_weights(self) -> None:
         """Fill a deferred codec from its weights file (or the usual caches when None)."""
         if self.latent_space is None or self.latent_conf.get("weights") != "deferred":
             return
         if self.latent_weights == "deferred":
-            raise ValueError("latent_conf.weights is 'deferred': this config can only load a checkpoint that holds the codec")
+            raise ValueError("latent_conf.weights is 'deferred': "
+                             "this config can only load a checkpoint that holds the codec")
         from espnet2_sled.latent import build_latent_space
 
-        source = build_latent_space(self.latent_name, **dict(self.latent_conf, weights=self.latent_weights))
+        source = build_latent_space(self.config.latent, **dict(self.latent_conf, weights=self.latent_weights))
         self.latent_space.load_state_dict(source.state_dict())
 
     # ESPnet's Text2Speech reads these.
@@ -174,23 +111,23 @@ class SLED(AbsTTS):
         out = torch.where(cols == ends, torch.full_like(out, self.eos_id), out)
         return out, text_lengths + 2
 
-    def check_batch(self, text_lengths, feats, feats_lengths, names=None):
+    def check_batch(self, text_lengths, frames, frame_lengths, names=None):
         def who(b):
             return f"utterance '{names[b]}'" if names is not None else f"batch row {b}"
 
-        if feats.shape[-1] != self.odim:
-            raise ValueError(f"latent width {feats.shape[-1]} != model odim {self.odim}; re-extract or fix --odim")
+        if frames.shape[-1] != self.odim:
+            raise ValueError(f"latent width {frames.shape[-1]} != model odim {self.odim}; re-extract or fix --odim")
         for b in range(len(text_lengths)):
             if int(text_lengths[b]) == 0:
                 raise ValueError(f"text is empty for {who(b)}")
-            total = int(text_lengths[b]) + 2 + int(feats_lengths[b])
+            total = int(text_lengths[b]) + 2 + int(frame_lengths[b])
             if total > self.max_positions:
                 raise ValueError(
-                    f"{who(b)}: {int(text_lengths[b])} text tokens + 2 markers + {int(feats_lengths[b])} "
+                    f"{who(b)}: {int(text_lengths[b])} text tokens + 2 markers + {int(frame_lengths[b])} "
                     f"frames = {total} exceeds max_positions {self.max_positions}; filter it out (recipe stage 4)"
                 )
-        if not bool(torch.isfinite(feats).all()):
-            rows = [b for b in range(feats.shape[0]) if not bool(torch.isfinite(feats[b]).all())]
+        if not bool(torch.isfinite(frames).all()):
+            rows = [b for b in range(frames.shape[0]) if not bool(torch.isfinite(frames[b]).all())]
             raise ValueError(f"latents contain NaN/Inf for {', '.join(who(b) for b in rows)}")
 
     # ------------------------------------------------------------------ training
@@ -211,24 +148,23 @@ class SLED(AbsTTS):
         frames in (b, t) order, or upstream's padded grid ``[M, B, T, noise_dim]``) may be
         given to make the loss deterministic; otherwise they are drawn (dropout only in training).
         """
-        self.check_batch(text_lengths, feats, feats_lengths, utt_id)
-        feats = feats[:, : int(feats_lengths.max())]
+        frames, frame_lengths = feats, feats_lengths
+        self.check_batch(text_lengths, frames, frame_lengths, utt_id)
+        frames = frames[:, : int(frame_lengths.max())]
         text = text[:, : int(text_lengths.max())]
         wrapped, wrapped_lengths = self.wrap_text(text, text_lengths)
         if text_dropout is None:
-            text_dropout = torch.rand(text.shape[0]) < (self.cfg_dropout if self.training else 0.0)
-        loss, stats = self.lm.loss(
-            wrapped, wrapped_lengths, feats, feats_lengths, self.eos_id,
-            self.layout, self.tokens_per_chunk, self.frames_per_chunk, text_dropout, noise,
-            self.energy_samples, self.energy_beta, self.stop_pos_weight,
-            **self.guided, self_feed=self.self_feed,
-        )
+            text_dropout = torch.rand(text.shape[0]) < (self.config.loss.cfg_dropout if self.training else 0.0)
+        loss, stats = self.lm.loss(wrapped, wrapped_lengths, frames, frame_lengths, self.config.loss,
+                                   text_dropout, noise)
         loss, stats, weight = force_gatherable((loss, stats, text.shape[0]), loss.device)
         return loss, stats, weight
 
     # ------------------------------------------------------------------ decoding
     def decode_options(self, **overrides) -> Dict[str, Any]:
-        options = dict(self.decode_defaults)
+        config = self.config
+        options = dict(cfg_scale=config.cfg_scale, stop_threshold=config.stop_threshold,
+                       keep_stop_frame=config.keep_stop_frame)
         options.update({k: v for k, v in overrides.items() if v is not None})
         return options
 
@@ -312,3 +248,12 @@ class SLED(AbsTTS):
             return self.latent_space.decode(frames[None].float())[0]
         joint = torch.cat([prompt_latents.to(frames), frames], 0)[None].float()
         return self.latent_space.decode(joint)[0, prompt_latents.shape[0] * self.latent_space.hop_length :]
+
+
+# ESPnet reads the defaults of ``tts_conf`` from this signature (``--print_config``).
+SLED.__init__.__signature__ = inspect.Signature([
+    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("idim", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
+    inspect.Parameter("odim", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
+    *(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in tts_conf_defaults().items()),
+])

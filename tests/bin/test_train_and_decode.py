@@ -1,10 +1,10 @@
-"""sled_train (ESPnet's trainer) for 2 epochs on generated latents, then decoding via the CLI,
-a strict checkpoint round trip, and pack -> from_pretrained."""
+"""sled_train (ESPnet's trainer, in a fresh process) for 2 epochs on generated latents, then
+decoding via the CLI, a strict checkpoint round trip, and pack -> from_pretrained (ours, and
+ESPnet's own Text2Speech in a fresh process)."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ import torch
 from espnet2_sled.bin import sled_inference, sled_train
 from espnet2_sled.bin.sled_inference import SLEDText2Speech
 from espnet2_sled.tasks.sled import SLEDTask
-from factory import load_yaml, train_args, write_dataset
+from factory import REPO, load_yaml, train_args, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,10 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("sled")
     data, exp = root / "data", root / "exp"
     write_dataset(data)
-    sled_train.main(train_args(data, exp))
+    # A fresh process, as the recipe runs it: tts: sled must be known without this test's imports.
+    result = subprocess.run([sys.executable, "-m", "espnet2_sled.bin.sled_train", *train_args(data, exp)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
     return data, exp
 
 
@@ -94,9 +97,37 @@ def test_pack_and_from_pretrained(trained, tmp_path):
          "--model_file", str(exp / "2epoch.pth"), "--outpath", str(zip_path)],
         check=True, capture_output=True,
     )
-    t2s = SLEDText2Speech.from_pretrained(str(zip_path), cachedir=str(tmp_path / "cache"), max_frames=5, stop_threshold=1.5)
+    t2s = SLEDText2Speech.from_pretrained(str(zip_path), cachedir=str(tmp_path / "cache"), max_frames=5,
+                                          stop_threshold=1.5)
     out = t2s("hello world.", seed=0)
     assert out["feat_gen"].shape == (5, 8)
+
+
+def test_espnet_text2speech_loads_a_packed_sled_after_the_registry(trained, tmp_path):
+    """ESPnet's own tools with a SLED model, in a fresh process: espnet2.bin.pack, then
+    espnet2.bin.tts_inference.Text2Speech.from_pretrained once espnet2_sled.registry is imported
+    (which also teaches ESPnet's preprocessor token type byte_bpe)."""
+    _, exp = trained
+    zip_path = tmp_path / "sled.zip"
+    code = (
+        "import subprocess, sys\n"
+        "subprocess.run([sys.executable, '-m', 'espnet2.bin.pack', 'tts', '--train_config', sys.argv[1],\n"
+        "                '--model_file', sys.argv[2], '--outpath', sys.argv[3]], check=True)\n"
+        "import espnet2_sled.registry\n"
+        "from espnet2.bin.tts_inference import Text2Speech\n"
+        "from espnet2.train.preprocessor import build_tokenizer\n"
+        "assert build_tokenizer.knows_byte_bpe  # token_type byte_bpe, for imported upstream models\n"
+        "from espnet_model_zoo.downloader import ModelDownloader\n"
+        "files = ModelDownloader(sys.argv[4]).download_and_unpack(sys.argv[3])  # what a model tag resolves to\n"
+        "t2s = Text2Speech.from_pretrained(**files)\n"
+        "print(type(t2s.tts).__name__, tuple(t2s('hello world.', decode_conf=dict(max_frames=5))['feat_gen'].shape))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(exp / "config.yaml"), str(exp / "2epoch.pth"), str(zip_path),
+         str(tmp_path / "cache")], capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == "SLED (5, 8)"
 
 
 def test_train_cli_help_and_missing_args():

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from espnet2_sled.modules.config import SLEDConfig
 from espnet2_sled.modules.energy_distance import energy_score_loss
 from espnet2_sled.modules.generator import FrameGenerator
 
@@ -44,7 +45,8 @@ def test_matching_distributions_minimise_the_loss():
 
 def test_finite_gradients_when_samples_coincide():
     # At upstream initialisation every generator output is exactly 0.
-    gen = FrameGenerator(latent_dim=8, cond_dim=16, width=16, depth=2, noise_dim=4)
+    gen = FrameGenerator(SLEDConfig(vocab_size=10, latent_dim=8, dim=16, generator_width=16, generator_depth=2,
+                                    noise_dim=4, heads=4))
     z = torch.randn(5, 16, requires_grad=True)
     samples = gen(z[None].expand(3, -1, -1), torch.randn(3, 5, 4))
     assert samples.abs().max() == 0

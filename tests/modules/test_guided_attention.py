@@ -5,6 +5,7 @@ makes the probed heads follow the diagonal. Off by default: the loss is unchange
 import pytest
 import torch
 
+from espnet2_sled.modules.config import LossConfig, SLEDConfig
 from espnet2_sled.modules.decoder import AttentionProbe, Decoder
 from espnet2_sled.modules.guided_attention import diagonal_prior, guided_attention_loss
 from espnet2_sled.modules.layout import build_layout
@@ -14,7 +15,9 @@ from espnet2_sled.tts.sled import SLED
 
 def test_probe_reports_the_attention_actually_used():
     torch.manual_seed(0)
-    dec = Decoder(dim=16, layers=2, heads=4, ffn_dim=32, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0).eval()
+    conf = SLEDConfig(10, 4, dim=16, layers=2, heads=4, ffn_dim=32, dropout=0.0, attention_dropout=0.0,
+                      activation_dropout=0.0)
+    dec = Decoder(conf).eval()
     x = torch.randn(2, 6, 16)
     visible = torch.tensor([[False, True, True, True, True, True], [True] * 6])
     positions = (visible.cumsum(1) - 1).clamp(min=0)
@@ -124,15 +127,17 @@ def test_bad_guided_attention_config_is_refused(conf, word):
 
 def test_sledlm_loss_reports_guided_stat_only_when_asked():
     torch.manual_seed(0)
-    lm = SLEDLM(10, 4, dim=16, layers=2, heads=2, ffn_dim=32, generator_width=16, generator_depth=1, noise_dim=4)
+    lm = SLEDLM(SLEDConfig(10, 4, dim=16, layers=2, heads=2, ffn_dim=32, generator_width=16, generator_depth=1,
+                           noise_dim=4))
     text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
     frames, fl = torch.randn(2, 7, 4), torch.tensor([7, 5])
-    _, stats = lm.loss(text, tl, frames, fl, eos_id=9, guided_weight=0.5, guided_layers=(0, 1), guided_heads=1)
+    guided = LossConfig(guided_attention_weight=0.5, guided_attention_layers=(0, 1), guided_attention_heads=1)
+    _, stats = lm.loss(text, tl, frames, fl, guided)
     assert 0.0 <= float(stats["guided_attention"]) <= 1.0
 
 
 def _training_aid_case():
-    """(text, text lengths, frames, frame lengths, layout, SLEDLM keywords): a 2-row padded
+    """(text, text lengths, frames, frame lengths, layout, SLEDConfig keywords): a 2-row padded
     batch and a tiny dropout-free model, for the training-only input perturbations."""
     torch.manual_seed(0)
     text, tl = torch.randint(0, 9, (2, 5)), torch.tensor([5, 4])
@@ -148,8 +153,8 @@ def test_frame_perturbation_acts_in_training_only(option, value):
     teacher-forced hidden states change in training mode, not in eval mode, and 0 leaves
     training untouched."""
     text, tl, frames, fl, lay, kw = _training_aid_case()
-    lm = SLEDLM(10, 4, **{option: value}, **kw)
-    ref = SLEDLM(10, 4, **kw)
+    lm = SLEDLM(SLEDConfig(10, 4, **{option: value}, **kw))
+    ref = SLEDLM(SLEDConfig(10, 4, **kw))
     ref.load_state_dict(lm.state_dict())
     h = lambda m: m.hidden_states(text, tl, frames, fl, lay, eos_id=9)  # noqa: E731
     lm.eval(), ref.eval()
@@ -167,7 +172,7 @@ def test_self_feed_replaces_real_frames_with_own_samples_in_training_only():
     """Scheduled-sampling-style inputs: a fraction of the real input frames become the model's
     own samples (padding untouched); the targets, and evaluation, are unchanged."""
     text, tl, frames, fl, lay, kw = _training_aid_case()
-    lm = SLEDLM(10, 4, **kw)
+    lm = SLEDLM(SLEDConfig(10, 4, **kw))
     real = torch.arange(7)[None] < fl[:, None]
     assert torch.equal(lm.own_samples_mixed_in(text, tl, frames, fl, lay, 9, real, 0.0), frames)
     mixed = lm.own_samples_mixed_in(text, tl, frames, fl, lay, 9, real, 1.0)
@@ -176,7 +181,7 @@ def test_self_feed_replaces_real_frames_with_own_samples_in_training_only():
     noise = torch.randn(2, int(fl.sum()), 4)
 
     def loss(rate):
-        return lm.loss(text, tl, frames, fl, 9, noise=noise, self_feed=rate)[0]
+        return lm.loss(text, tl, frames, fl, LossConfig(self_feed=rate), noise=noise)[0]
     lm.eval()
     torch.testing.assert_close(loss(1.0), loss(0.0))
     lm.train()

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from espnet2_sled.modules.layout import build_layout
+from espnet2_sled.modules.layout import FRAMES, TEXT, build_layout, dropped_text, streaming_segments, streaming_turn
 
 
 def test_offline_layout_left_pads_text_and_boundary_predicts_first_frame():
@@ -43,3 +44,43 @@ def test_streaming_cfg_dropout_shows_single_eos():
     lay = build_layout(torch.tensor([4]), torch.tensor([3]), "packed", 2, 2, text_dropout=torch.tensor([True]))
     assert lay.eos_slot[0, 0] and lay.visible[0].tolist() == [True, False, True, True, False, False, True]
     assert lay.positions[0, [0, 2, 3, 6]].tolist() == [0, 1, 2, 3]
+
+
+def test_streaming_turns_wait_for_a_full_chunk_until_the_text_is_complete():
+    assert streaming_turn(0, 4, False, 3, 5) == (3, 5)
+    assert streaming_turn(3, 4, False, 3, 5) is None  # 1 token known: wait for more text
+    assert streaming_turn(3, 4, True, 3, 5) == (1, None)  # the last chunk, then all the speech
+    assert streaming_turn(3, 6, True, 3, 5) == (3, None)
+    assert streaming_turn(6, 6, True, 3, 5) == (0, None)
+    assert streaming_turn(0, 4, False, None, 5) is None  # an offline model reads the complete text
+    assert streaming_turn(0, 4, True, None, 5) == (4, None)
+
+
+@pytest.mark.parametrize("text_len, frame_len", [(7, 20), (6, 20), (9, 4), (2, 0), (5, 6)])
+def test_incremental_turns_give_the_training_segments(text_len, frame_len):
+    """Text arriving one token at a time (as in a streaming session) meets the same slots in
+    the same order as training's layout of the whole utterance."""
+    n, m = 2, 3
+    slots, read, written, writes = [], 0, 0, 0
+    for known in range(1, text_len + 1):
+        while writes is not None:
+            if writes == 0:
+                turn = streaming_turn(read, known, known == text_len, n, m)
+                if turn is None:
+                    break
+                take, writes = turn
+                slots += [("t", read + i) for i in range(take)]
+                read += take
+            step = frame_len - written if writes is None else min(writes, frame_len - written)
+            slots += [("f", written + i) for i in range(step)]
+            written += step
+            if writes is not None:
+                writes = 0
+    expected = [("t" if kind == TEXT else "f", i) for kind, start, end in streaming_segments(text_len, frame_len, n, m)
+                for i in range(start, end) if kind in (TEXT, FRAMES)]
+    assert slots == expected
+
+
+def test_dropped_text_shows_eos_only_at_the_sequence_start():
+    assert [x.tolist() for x in dropped_text(3, True)] == [[True, False, False], [True, False, False]]
+    assert [x.tolist() for x in dropped_text(2, False)] == [[False, False], [False, False]]

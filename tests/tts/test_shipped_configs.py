@@ -23,4 +23,4 @@ def test_config_builds(path):
         model = SLED(idim=64, odim=128, **conf["tts_conf"])
     assert sum(p.numel() for p in model.parameters()) > 0
     if conf["tts_conf"].get("guided_attention_weight", 0) > 0:
-        assert model.guided["guided_layers"] and model.guided["guided_heads"] > 0
+        assert model.config.loss.guided_attention_layers and model.config.loss.guided_attention_heads > 0

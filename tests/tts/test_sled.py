@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from espnet2.tasks.tts import tts_choices
+
 from espnet2_sled.tasks.sled import SLEDInputCheck
 from espnet2_sled.tts.sled import SLED
 from factory import random_batch, tiny_sled
@@ -118,3 +118,17 @@ def test_codec_weights_come_from_the_checkpoint_not_the_file(tmp_path):
         deployed.load_latent_weights()  # training from scratch needs the file: a clear error
     deployed.load_state_dict(trained.state_dict(), strict=True)
     assert torch.equal(deployed.frames_to_wav(frames), trained.frames_to_wav(frames))
+
+
+def test_tts_conf_keys_are_the_config_fields():
+    """ESPnet reads tts_conf's defaults from SLED's signature (--print_config); an unknown key
+    is refused by name, as a misspelt keyword argument was."""
+    from espnet2.utils.get_default_kwargs import get_default_kwargs
+
+    from espnet2_sled.modules.config import tts_conf_defaults
+
+    defaults = get_default_kwargs(SLED)
+    assert set(defaults) == set(tts_conf_defaults()) and defaults["dim"] == 1024
+    assert defaults["guided_attention_layers"] == [1] and defaults["eos_id"] is None
+    with pytest.raises(ValueError, match="unknown tts_conf key.*'dimm'"):
+        SLED(idim=20, odim=8, dimm=32)

@@ -188,6 +188,10 @@ note() { echo "# $*" >> "${stage_script}"; }
 
 count_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 
+# awk -v n=LINES -v m=MAX: the first field of every line, or of m evenly spaced lines when
+# 0 < m < n (stage 7's --decode_max_utts subset; stage 8 scores the ground truth of the same keys)
+subset_keys_awk='m <= 0 || m >= n || int((NR - 1) * m / n) != int(NR * m / n) { print $1 }'
+
 latent_dim() {  # latent_dim SET: width of the latent frames, from speech_shape ("key T,D")
     local shape=${latent_dir}/$1/speech_shape
     [ -f "${shape}" ] || { echo "$0: ${shape} is missing; run stage 2" >&2; exit 1; }
@@ -265,6 +269,19 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     fi
 fi
 
+# Data options shared by the stats stage, training and fine-tuning (training adds the
+# filtered shape files, see train_data_opts).
+data_opts() {
+    local odim
+    odim=$(latent_dim "${train_set}")
+    echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
+        --bpemodel "${bpemodel}" --cleaner none --g2p "${g2p}" --normalize none --odim "${odim}" \
+        --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
+        --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
+        --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
+        --valid_data_path_and_name_and_type "${latent_dir}/${valid_set}/feats.scp,speech,kaldi_ark"
+}
+
 # ============================================================================ stage 4
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     begin_stage 4 "collect stats and filter by length"
@@ -275,7 +292,6 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     if [ -f "${stats_dir}/train/text_shape" ] && [ -f "${stats_dir}/valid/text_shape" ]; then
         log "${stats_dir} has the collected stats; skipping collection"
     else
-        odim=$(latent_dim "${train_set}")
         logdir=${stats_dir}/logdir
         mkdir -p "${logdir}"
         # Keys with both text and latents that fit in max_positions, decided *before* stats:
@@ -307,24 +323,13 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         run utils/split_scp.pl "${logdir}/train.keys" ${split_args_train}
         # shellcheck disable=SC2086
         run utils/split_scp.pl "${logdir}/valid.keys" ${split_args_valid}
-        # shellcheck disable=SC2086
+        # shellcheck disable=SC2046,SC2086
         run ${train_cmd} JOB=1:"${_nj}" "${logdir}/stats.JOB.log" \
             ${python} -m espnet2_sled.bin.sled_train \
                 --collect_stats true \
                 --ngpu 0 \
                 --config "${train_config}" \
-                --use_preprocessor true \
-                --token_type "${token_type}" \
-                --token_list "${token_list}" \
-                --bpemodel "${bpemodel}" \
-                --cleaner none \
-                --g2p "${g2p}" \
-                --normalize none \
-                --odim "${odim}" \
-                --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
-                --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
-                --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
-                --valid_data_path_and_name_and_type "${latent_dir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+                $(data_opts) \
                 --train_shape_file "${logdir}/train.JOB.scp" \
                 --valid_shape_file "${logdir}/valid.JOB.scp" \
                 --output_dir "${logdir}/stats.JOB" \
@@ -345,16 +350,10 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     done
 fi
 
-# Options shared by training, fine-tuning and the stats stage.
+# Options shared by training and fine-tuning: the data, and the length-filtered shape files.
 train_data_opts() {
-    local odim
-    odim=$(latent_dim "${train_set}")
-    echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
-        --bpemodel "${bpemodel}" --cleaner none --g2p "${g2p}" --normalize none --odim "${odim}" \
-        --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
-        --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
-        --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
-        --valid_data_path_and_name_and_type "${latent_dir}/${valid_set}/feats.scp,speech,kaldi_ark" \
+    # shellcheck disable=SC2046
+    echo $(data_opts) \
         --train_shape_file "${stats_dir}/train/text_shape.${token_type}" \
         --train_shape_file "${stats_dir}/train/speech_shape.filtered" \
         --valid_shape_file "${stats_dir}/valid/text_shape.${token_type}" \
@@ -365,16 +364,7 @@ train_data_opts() {
 # The latent space the latents were extracted with (dump/latents/<train>/latent.yaml) is
 # attached to the model, so that decoding produces audio and encodes voice prompts.
 latent_model_opts() {
-    ${python} - "${latent_dir}/${train_set}/latent.yaml" "${latent_weights}" <<'PYEOF'
-import json, sys
-import yaml
-with open(sys.argv[1]) as f:
-    info = yaml.safe_load(f)
-conf = dict(info.get("latent_conf") or {})
-if info["latent"] == "encodec":
-    conf["weights"] = sys.argv[2]
-print("--tts_conf", "latent=" + info["latent"], "--tts_conf", "latent_conf=" + json.dumps(conf, separators=(",", ":")))
-PYEOF
+    ${python} local/latent_model_opts.py "${latent_dir}/${train_set}/latent.yaml" "${latent_weights}"
 }
 
 train_one() {  # train_one EXP_DIR CONFIG EXTRA_ARGS...
@@ -480,7 +470,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             fi
             if [ "${decode_max_utts}" -gt 0 ] && [ "$(count_lines "${keys}")" -gt "${decode_max_utts}" ]; then
                 run_to "${keys}.subset" awk -v n="$(count_lines "${keys}")" -v m="${decode_max_utts}" \
-                    'int((NR - 1) * m / n) != int(NR * m / n)' "${keys}"
+                    "${subset_keys_awk}" "${keys}"
                 mv "${keys}.subset" "${keys}"
             fi
             n_utt=$(count_lines "${keys}")
@@ -537,7 +527,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
             [ "${decode_max_utts}" -gt 0 ] && gt+=_subset${decode_max_utts}
             mkdir -p "${gt}"
             run_to "${gt}/keys" awk -v n="$(count_lines "data/${s}/text")" -v m="${decode_max_utts}" \
-                'm <= 0 || m >= n || int((NR - 1) * m / n) != int(NR * m / n) { print $1 }' "data/${s}/text"
+                "${subset_keys_awk}" "data/${s}/text"
             add_task "${gt}" --wav_scp "data/${s}/wav.scp" --segments "data/${s}/segments" \
                 --keys "${gt}/keys" --text "data/${s}/text" --metrics wer,dnsmos \
                 --title "ground truth: ${s} ($(count_lines "${gt}/keys") utterances)"

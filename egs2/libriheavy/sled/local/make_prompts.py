@@ -26,15 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-
-def read_table(path):
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if parts:
-                table[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return table
+from espnet2_sled.fileio import read_audio_table, read_table
 
 
 def cut(path, start, end, max_seconds=None):
@@ -74,16 +66,10 @@ def main():
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args()
 
-    wav = read_table(args.data_dir / "wav.scp")
     text = read_table(args.data_dir / "text")
     utt2spk = read_table(args.data_dir / "utt2spk")
-    segments = {}
-    if (args.data_dir / "segments").exists():
-        for utt, value in read_table(args.data_dir / "segments").items():
-            reco, start, end = value.split()
-            segments[utt] = (wav[reco], float(start), float(end))
-    else:
-        segments = {utt: (wav[utt], 0.0, None) for utt in text}
+    has_segments = (args.data_dir / "segments").exists()
+    segments = read_audio_table(args.data_dir / "wav.scp", args.data_dir / "segments" if has_segments else None)
 
     by_speaker = {}
     for utt in sorted(utt2spk):

@@ -24,6 +24,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from espnet2.utils.types import str2bool
+
 
 class ManifestError(ValueError):
     pass
@@ -142,12 +144,6 @@ def convert(manifest: Path, audio_root: Path, out_dir: Path, check_audio: bool):
           f"{len(wav)} recordings, {len(spk2utt)} speakers"
           + (f"; dropped {missing_audio} cuts whose audio is missing" if missing_audio else ""),
           file=sys.stderr)
-
-
-def str2bool(s: str) -> bool:
-    if s not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got '{s}'")
-    return s == "true"
 
 
 def main(argv=None):
