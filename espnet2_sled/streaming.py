@@ -83,6 +83,7 @@ class StreamingSession:
         self.text_ended = False
         self.finished = False
         self.stopped_early = False
+        self.hit_position_limit = False  # ended because the positions ran out (not at the stop head)
         self.closed = False
         self.started = time.perf_counter()
 
@@ -198,6 +199,10 @@ class StreamingSession:
         while self.writes_left is None or self.writes_left > 0:
             start = time.perf_counter()
             if self.pending is not None:
+                if self.text_ended and self.num_read == len(self.tokens) and self.state.length >= self.state.cache.capacity:
+                    # All text read and no position left: end here, as offline decoding does.
+                    self.finished = self.hit_position_limit = True
+                    return self._flush()
                 self._guard_capacity(1)
                 self.state.feed_frames(self.pending[None])
                 self.pending = None

@@ -12,6 +12,7 @@ import numpy as np
 import espnet2_sled  # noqa: F401  (registers tts: sled, also in spawned workers)
 from espnet2.tasks.tts import TTSTask
 
+from espnet2_sled.text_frontend import CLEANER
 from espnet2_sled.upstream.tokenizer import BYTE_BPE, install_token_type
 
 # token_type byte_bpe (the released checkpoints' RoBERTa BPE): ESPnet's Text2Speech builds
@@ -77,6 +78,8 @@ class SLEDTask(TTSTask):
             if action.dest == "token_type" and action.choices is not None and BYTE_BPE not in action.choices:
                 action.choices = [*action.choices, BYTE_BPE]
                 action.help += f"; {BYTE_BPE}: byte-level BPE from the tokenizer.json given as --bpemodel"
+            if action.dest == "cleaner" and action.choices is not None and CLEANER not in action.choices:
+                action.choices = [*action.choices, CLEANER]  # espnet2_sled/text_frontend.py
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
