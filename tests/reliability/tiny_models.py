@@ -45,7 +45,15 @@ def offline_exp(tmp_path_factory):
     return root, train_tiny(root)
 
 
-def load(exp: Path, **options):
+def load(exp: Path, max_positions=None, **options):
+    """The trained model; with ``max_positions``, configured with that many positions (a
+    decoding-time limit: no weight depends on it) to reach the limit in a few frames."""
     from espnet2_sled.text2speech import SLEDText2Speech
 
-    return SLEDText2Speech(exp / "config.yaml", exp / "1epoch.pth", **options)
+    config = exp / "config.yaml"
+    if max_positions is not None:
+        conf = yaml.safe_load(config.read_text())
+        conf["tts_conf"]["max_positions"] = max_positions
+        config = exp / f"config_{max_positions}.yaml"
+        config.write_text(yaml.safe_dump(conf))
+    return SLEDText2Speech(config, exp / "1epoch.pth", **options)
