@@ -169,6 +169,29 @@ def test_unknown_characters_are_named_for_a_model_without_the_front_end(offline_
         t2s.tokenize("pay 7 now")
 
 
+def test_recipe_token_list_is_made_from_the_cleaned_text(tmp_path, monkeypatch):
+    """Stage 3 (local/train_bpe.py, as sled.sh runs it) reads the training text through the
+    cleaner that training and decoding use."""
+    import runpy
+
+    import sentencepiece as spm
+
+    recipe = REPO / "egs2/libriheavy/sled"
+    assert '--cleaner "${cleaner}"' in (recipe / "sled.sh").read_text()
+    lines = ["In 1999 it cost $5.", "A 50% share\x07 of it.", "The cat sat on the mat.", "Birds sing at dawn."]
+    (tmp_path / "text").write_text("".join(f"u{i} {line}\n" for i, line in enumerate(lines * 5)))
+    monkeypatch.setattr(sys, "argv", ["train_bpe.py", "--vocab_size", "40", "--model_type", "char",
+                                      str(tmp_path / "bpe"), str(tmp_path / "text"), "--cleaner", "sled_english"])
+    runpy.run_path(str(recipe / "local/train_bpe.py"), run_name="__main__")
+    tokens = set((tmp_path / "bpe/tokens.txt").read_text().split("\n"))
+    assert {"n", "t", "d", "p", "I"} <= tokens and not tokens & {"1", "9", "5", "$", "%", "\x07"}
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe/bpe.model"))
+    from espnet2_sled.text_frontend import clean_english
+
+    assert sp.unk_id() not in sp.encode(clean_english("A 1999 cat at 50%."), out_type=int)
+    assert sp.unk_id() in sp.encode("A 1999 cat at 50%.", out_type=int)  # digits were never seen
+
+
 # ---------------------------------------------------------------- item 10: early stop in streaming
 @pytest.fixture(scope="module")
 def eager_stopper(tmp_path_factory):

@@ -53,6 +53,8 @@ bpemode=unigram
 bpe_train_text=""      # default: data/${train_set}/text
 g2p=none               # token_type phn: an ESPnet g2p, e.g. espeak_ng_english_us_vits (offline, espeak-ng)
 token_list=""          # give --token_list and --bpemodel to use an existing (e.g. imported) tokenizer
+cleaner=sled_english   # text front end for token list, training and (via config.yaml) decoding: numbers,
+                       # currency and % in words, control characters removed (espnet2_sled/text_frontend.py); none: off
 bpemodel=""
 
 # ---- stats (stage 4)
@@ -251,12 +253,15 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         log "${token_list} exists; skipping"
     elif [ "${token_type}" = bpe ]; then
         run ${python} local/train_bpe.py --vocab_size "${nbpe}" --model_type "${bpemode}" \
-            "${token_dir}" "${bpe_train_text:-data/${train_set}/text}"
+            "${token_dir}" "${bpe_train_text:-data/${train_set}/text}" --cleaner "${cleaner}"
     else
         # ESPnet's own tool, as tts.sh does: the vocabulary of the training text
         mkdir -p "${token_dir}"
+        # the text as training reads it (--cleaner), then ESPnet's vocabulary of it
+        run_to "${token_dir}/train_text.cleaned" ${python} -m espnet2_sled.text_frontend --cleaner "${cleaner}" \
+            "${bpe_train_text:-data/${train_set}/text}" -
         run ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" --g2p "${g2p}" \
-            --cleaner none --input "${bpe_train_text:-data/${train_set}/text}" --output "${token_list}.tmp" \
+            --cleaner none --input "${token_dir}/train_text.cleaned" --output "${token_list}.tmp" \
             --field 2- --write_vocabulary true \
             --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
         run mv "${token_list}.tmp" "${token_list}"
@@ -298,7 +303,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
                 --token_type "${token_type}" \
                 --token_list "${token_list}" \
                 --bpemodel "${bpemodel}" \
-                --cleaner none \
+                --cleaner "${cleaner}" \
                 --g2p "${g2p}" \
                 --normalize none \
                 --odim "${odim}" \
@@ -333,7 +338,7 @@ train_data_opts() {
     local odim
     odim=$(latent_dim "${train_set}")
     echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
-        --bpemodel "${bpemodel}" --cleaner none --g2p "${g2p}" --normalize none --odim "${odim}" \
+        --bpemodel "${bpemodel}" --cleaner "${cleaner}" --g2p "${g2p}" --normalize none --odim "${odim}" \
         --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
         --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
         --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
