@@ -199,7 +199,8 @@ class StreamingSession:
         while self.writes_left is None or self.writes_left > 0:
             start = time.perf_counter()
             if self.pending is not None:
-                if self.text_ended and self.num_read == len(self.tokens) and self.state.length + 1 >= self.state.cache.capacity:
+                all_read = self.text_ended and self.num_read == len(self.tokens)
+                if all_read and self.state.length + 1 >= self.state.cache.capacity:
                     # All text read and the positions used up: end here, with as many frames as offline decoding.
                     self.finished = self.hit_position_limit = True
                     return self._flush()

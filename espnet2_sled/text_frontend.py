@@ -26,6 +26,8 @@ import sys
 import unicodedata
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
+from espnet2.text.cleaner import TextCleaner as EspnetTextCleaner  # ESPnet's own, before install_text_cleaner
+
 CLEANER = "sled_english"
 
 _WHITESPACE_CONTROLS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029"
@@ -64,48 +66,28 @@ def clean_english(text: str) -> str:
 def build_cleaner(cleaner: Union[None, str, Sequence[str]]) -> Callable[[str], str]:
     """An ESPnet cleaner name (or list of names, applied in order; None / 'none': no change) -> function."""
     names = [] if cleaner in (None, "none") else ([cleaner] if isinstance(cleaner, str) else list(cleaner))
-    steps: List[Callable[[str], str]] = []
-    for name in names:
-        if name == CLEANER:
-            steps.append(clean_english)
-        else:
-            from espnet2.text.cleaner import TextCleaner
+    return SLEDTextCleaner(names)
 
-            steps.append((_ESPNET_CLEANER or TextCleaner)(name))
 
-    def clean(text: str) -> str:
-        for step in steps:
-            text = step(text)
+class SLEDTextCleaner(EspnetTextCleaner):
+    """ESPnet's ``TextCleaner`` plus ``sled_english``; every other name goes to ESPnet's class.
+    Picklable (data-loader workers get a copy)."""
+
+    def __init__(self, cleaner_types: Optional[Iterable[str]] = None):
+        super().__init__([] if cleaner_types is None else cleaner_types)
+        self.espnet_cleaners = {t: EspnetTextCleaner(t) for t in self.cleaner_types if t != CLEANER}
+
+    def __call__(self, text: str) -> str:
+        for t in self.cleaner_types:
+            text = clean_english(text) if t == CLEANER else self.espnet_cleaners[t](text)
         return text
-
-    return clean
-
-
-_ESPNET_CLEANER = None  # ESPnet's own TextCleaner class, kept by install_text_cleaner
 
 
 def install_text_cleaner() -> None:
-    """Make ESPnet's preprocessors accept ``cleaner: sled_english`` (idempotent)."""
-    global _ESPNET_CLEANER
+    """Make ESPnet's preprocessors accept ``cleaner: sled_english`` (idempotent): the
+    preprocessor module builds its cleaner from the name ``TextCleaner``, which now is ours."""
     import espnet2.text.cleaner as cleaner_module
     import espnet2.train.preprocessor as preprocessor
-
-    original = cleaner_module.TextCleaner
-    if getattr(original, "knows_sled_english", False):
-        return
-    _ESPNET_CLEANER = original
-
-    class SLEDTextCleaner(original):
-        """ESPnet's ``TextCleaner`` plus ``sled_english``; every other name goes to ESPnet."""
-
-        knows_sled_english = True
-
-        def __init__(self, cleaner_types: Optional[Iterable[str]] = None):
-            super().__init__([] if cleaner_types is None else cleaner_types)
-            self.clean = build_cleaner(self.cleaner_types)
-
-        def __call__(self, text: str) -> str:
-            return self.clean(text)
 
     cleaner_module.TextCleaner = SLEDTextCleaner
     preprocessor.TextCleaner = SLEDTextCleaner
@@ -143,5 +125,5 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["CLEANER", "build_cleaner", "clean_english", "install_text_cleaner", "strip_control_characters",
-           "unknown_tokens"]
+__all__ = ["CLEANER", "SLEDTextCleaner", "build_cleaner", "clean_english", "install_text_cleaner",
+           "strip_control_characters", "unknown_tokens"]

@@ -3,6 +3,7 @@ the Python API (``SLEDText2Speech``, its ``stream()``) and the decoding CLI in a
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -87,7 +88,8 @@ def test_cli_checks_every_prompt_before_decoding(offline_exp, tmp_path):
         scp.write_text("".join(f"{k} {files['good' if k != keys[-1] else name]}\n" for k in keys))
         out = tmp_path / f"out_{name}"
         with pytest.raises(ValueError, match=re.escape(f"prompt audio '{files[name]}' {message}")):
-            cli(exp, out, root / "data/text", "--prompt_wav_scp", str(scp), "--prompt_text", str(tmp_path / "prompt_text"))
+            cli(exp, out, root / "data/text", "--prompt_wav_scp", str(scp),
+                "--prompt_text", str(tmp_path / "prompt_text"))
         assert not list((out / "wav").glob("*.wav"))  # refused before the first utterance was decoded
 
 
@@ -142,6 +144,8 @@ def test_numbers_symbols_and_control_characters_are_read(offline_exp):
     # Training reads the text through the same preprocessor (the cleaner in config.yaml).
     train_fn = SLEDTask.build_preprocess_fn(t2s.train_args, True)
     assert train_fn("u", dict(text=text))["text"].tolist() == ids.tolist()
+    worker_copy = pickle.loads(pickle.dumps(train_fn))  # what data-loader workers get
+    assert worker_copy("u", dict(text=text))["text"].tolist() == ids.tolist()
     # Text without such characters gives the same ids as without the cleaner.
     plain = "The kettle clicked off, just as the phone rang!  Didn't it?"
     args = type(t2s.train_args)(**vars(t2s.train_args))

@@ -128,7 +128,7 @@ def test_cli_decodes_long_and_short_lines_in_one_batch(offline_exp, tmp_path, ca
 def test_streaming_speaks_long_text_in_pieces(offline_exp):
     _, exp = offline_exp
     t2s = load(exp, stop_threshold=1.5)
-    text = paragraph(1200)
+    text = paragraph(800)
     session = t2s.stream(seed=0, max_frames=3)
     chunks = []
     for word in text.split(" "):
@@ -140,6 +140,20 @@ def test_streaming_speaks_long_text_in_pieces(offline_exp):
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert sum(c.frames.shape[0] for c in chunks) == 3 * n
     assert sum(c.audio.shape[0] for c in chunks) == 3 * n * HOP
+    # Pushed character by character or whole: the same pieces, the same frames.
+    frames = {}
+    for how, pushes in (("chars", list(text[:400])), ("whole", [text[:400]])):
+        session = t2s.stream(seed=1, max_frames=2)
+        out = [c for piece in pushes for c in session.push_text(piece)] + list(session.end_text())
+        frames[how] = torch.cat([c.frames for c in out])
+        assert session.pieces == len(t2s.split_text(text[:400])) > 1
+    assert torch.equal(frames["chars"], frames["whole"])
+    # With a voice prompt, every piece is read after the prompt (which is not emitted).
+    prompt = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    session = t2s.stream(voice_prompt=prompt, prompt_text="a low hum.", seed=0, max_frames=2)
+    out = list(session.push_text(text[:400])) + list(session.end_text())
+    n = len(t2s.split_text(text[:400], "a low hum.", 6))
+    assert session.pieces == n > 1 and sum(c.frames.shape[0] for c in out) == 2 * n
 
 
 def test_streaming_short_text_is_unchanged(offline_exp):
