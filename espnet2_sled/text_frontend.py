@@ -16,7 +16,8 @@ other scripts are transliterated with ``unidecode`` as ESPnet's ``tacotron`` cle
 
 ``install_text_cleaner`` teaches ESPnet's preprocessor the name (``espnet2_sled`` does it
 on import); ``python -m espnet2_sled.text_frontend --cleaner sled_english IN OUT`` cleans a
-Kaldi ``text`` file (recipe stage 3).
+Kaldi ``text`` file (the recipe's stage 3 runs this ``main`` through local/clean_text.py).
+This module imports nothing from ``espnet2_sled``, so the recipe can load it by file.
 """
 
 import argparse

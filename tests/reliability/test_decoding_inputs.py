@@ -184,6 +184,7 @@ def test_recipe_token_list_is_made_from_the_cleaned_text(tmp_path, monkeypatch):
     assert '--cleaner "${cleaner}"' in (recipe / "sled.sh").read_text()
     lines = ["In 1999 it cost $5.", "A 50% share\x07 of it.", "The cat sat on the mat.", "Birds sing at dawn."]
     (tmp_path / "text").write_text("".join(f"u{i} {line}\n" for i, line in enumerate(lines * 5)))
+    monkeypatch.syspath_prepend(str(recipe / "local"))  # as when run as a script from the recipe
     monkeypatch.setattr(sys, "argv", ["train_bpe.py", "--vocab_size", "40", "--model_type", "char",
                                       str(tmp_path / "bpe"), str(tmp_path / "text"), "--cleaner", "sled_english"])
     runpy.run_path(str(recipe / "local/train_bpe.py"), run_name="__main__")

@@ -258,7 +258,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         # ESPnet's own tool, as tts.sh does: the vocabulary of the training text
         mkdir -p "${token_dir}"
         # the text as training reads it (--cleaner), then ESPnet's vocabulary of it
-        run_to "${token_dir}/train_text.cleaned" ${python} -m espnet2_sled.text_frontend --cleaner "${cleaner}" \
+        run_to "${token_dir}/train_text.cleaned" ${python} local/clean_text.py --cleaner "${cleaner}" \
             "${bpe_train_text:-data/${train_set}/text}" -
         run ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" --g2p "${g2p}" \
             --cleaner none --input "${token_dir}/train_text.cleaned" --output "${token_list}.tmp" \

@@ -31,9 +31,9 @@ def main():
     parser.add_argument("--input_sentence_size", type=int, default=10_000_000)
     parser.add_argument("--cleaner", default="sled_english", help="ESPnet text cleaner (none: text as is)")
     args = parser.parse_args()
-    from espnet2_sled.text_frontend import build_cleaner
+    from clean_text import load_text_frontend  # local/, next to this script
 
-    clean = build_cleaner(args.cleaner)
+    clean = load_text_frontend().build_cleaner(args.cleaner)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out_dir) as work:
