@@ -123,6 +123,32 @@ def test_cli_decodes_long_and_short_lines_in_one_batch(offline_exp, tmp_path, ca
     noise = torch.randn(3, t2s.tts.lm.noise_dim, generator=torch.Generator().manual_seed(1))[None]
     assert np.allclose(feats["u2"], t2s(SHORT, noise=noise, max_frames=3)["feat_gen"].numpy(), atol=1e-6)
 
+    # --streaming true: the same pieces, through stream()
+    (tmp_path / "text_s").write_text(f"u1 {text[:500]}\n")
+    sled_inference.main([
+        "--output_dir", str(tmp_path / "out_s"), "--train_config", str(exp / "config.yaml"),
+        "--model_file", str(exp / "1epoch.pth"), "--data_path_and_name_and_type", f"{tmp_path}/text_s,text,text",
+        "--max_frames", "2", "--stop_threshold", "1.5", "--streaming", "true", "--stream_text_by", "word",
+    ])
+    timing = json.loads((tmp_path / "out_s/timing.jsonl").read_text())
+    n = len(t2s.split_text(text[:500]))
+    assert n > 1 and timing["pieces"] == n and timing["frames"] == 2 * n
+    assert timing["tokens_read"] == timing["tokens_total"] and not timing["stopped_early"]
+
+
+def test_cli_logs_output_cut_at_the_position_limit(offline_exp, tmp_path, caplog):
+    from espnet2_sled.bin import sled_inference
+
+    _, exp = offline_exp
+    load(exp, max_positions=64)  # writes config_64.yaml: the model with 64 positions
+    (tmp_path / "text").write_text(f"u1 {TINY}\n")
+    sled_inference.main([
+        "--output_dir", str(tmp_path / "out"), "--train_config", str(exp / "config_64.yaml"),
+        "--model_file", str(exp / "1epoch.pth"), "--data_path_and_name_and_type", f"{tmp_path}/text,text,text",
+        "--stop_threshold", "1.5",
+    ])
+    assert "u1: text: output ended after 54 frames because the model's 64 positions were used up" in caplog.text
+
 
 # ---------------------------------------------------------------- streaming
 def test_streaming_speaks_long_text_in_pieces(offline_exp):
