@@ -1,7 +1,12 @@
-"""Kaldi-style file helpers shared by the CLIs and the recipe's ``local/`` scripts."""
+"""Small file helpers shared by the CLIs and the recipe's ``local/`` scripts: Kaldi-style
+tables, peak-limited 16-bit WAVs."""
 
+import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import soundfile as sf
 
 PathLike = Union[str, Path]
 AudioEntry = Tuple[str, float, Optional[float]]  # (audio path, start seconds, end seconds or None)
@@ -43,3 +48,32 @@ def read_audio_table(wav_scp: PathLike, segments: Optional[PathLike] = None) -> 
             raise ValueError(f"{segments}: utterance '{utt}' uses recording '{fields[0]}', which is not in {wav_scp}")
         table[utt] = (recordings[fields[0]], float(fields[1]), float(fields[2]))
     return table
+
+
+# Decoded audio is written as 16-bit PCM, which clips anything beyond full scale: an
+# utterance whose peak exceeds this is scaled down as a whole (one gain, no clipping).
+PEAK_CEILING = 0.99
+
+
+def limit_peak(wav: np.ndarray, ceiling: float = PEAK_CEILING) -> Tuple[np.ndarray, float]:
+    """wav ``[S]`` -> (wav scaled so that ``max |wav| <= ceiling``, the gain used, 1.0 if none)."""
+    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+    if not np.isfinite(peak):
+        raise ValueError("audio contains NaN/Inf")
+    if peak <= ceiling:
+        return wav, 1.0
+    gain = ceiling / peak
+    return (wav * gain).astype(wav.dtype), gain
+
+
+def write_wav(path: Union[str, Path], wav, sample_rate: int) -> float:
+    """Peak-limited 16-bit WAV, written under a temp name and renamed; returns the gain applied."""
+    path = Path(path)
+    try:
+        wav, gain = limit_peak(np.asarray(wav, dtype=np.float32))
+    except ValueError as e:
+        raise ValueError(f"{e}; not writing '{path}'") from None
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(str(tmp), wav, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+    return gain

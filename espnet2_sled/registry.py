@@ -1,4 +1,4 @@
-"""Registers SLED with ESPnet: ``tts: sled`` in ``TTSTask``'s choices and token type ``byte_bpe``.
+"""Registers SLED with ESPnet: ``tts: sled``, token type ``byte_bpe`` and cleaner ``sled_english``.
 
 Importing this module is what makes ESPnet's own machinery know SLED; it imports ESPnet's
 TTS task stack (seconds), so only the ESPnet-facing entry points import it: ``tasks/sled.py``
@@ -16,6 +16,7 @@ ESPnet's tools directly with a SLED model, import it first::
 from espnet2.tasks.tts import tts_choices
 from espnet2.tts.abs_tts import AbsTTS
 
+from espnet2_sled.text_frontend import install_text_cleaner
 from espnet2_sled.tts.sled import SLED
 from espnet2_sled.upstream.tokenizer import install_token_type
 
@@ -26,3 +27,5 @@ tts_choices.classes.setdefault("sled", SLED)
 # ESPnet's Text2Speech) the released checkpoints' byte-level BPE (token_type: byte_bpe);
 # every other type is left to ESPnet unchanged.
 install_token_type()
+# ... and the English text front end (cleaner: sled_english, espnet2_sled/text_frontend.py).
+install_text_cleaner()

@@ -55,6 +55,7 @@ class Progress:
     sampled: int = 0  # frames sampled so far (the noise step)
     finished: bool = False
     stopped_early: bool = False  # the stop head fired before the whole text was read
+    hit_position_limit: bool = False  # ended because the positions ran out (not at the stop head)
     chunk_frames: List[torch.Tensor] = field(default_factory=list)  # written, not yet emitted
     chunk_compute: float = 0.0  # seconds spent on them
     chunks_emitted: int = 0
@@ -100,6 +101,7 @@ class StreamingSession:
     text_ended = property(lambda self: self.progress.text_ended)
     finished = property(lambda self: self.progress.finished)
     stopped_early = property(lambda self: self.progress.stopped_early)
+    hit_position_limit = property(lambda self: self.progress.hit_position_limit)
     num_read = property(lambda self: self.progress.num_read)
     tokens = property(lambda self: self.progress.tokens)
     closed = property(lambda self: self.state is None)
@@ -206,6 +208,11 @@ class StreamingSession:
         while progress.writes_left is None or progress.writes_left > 0:
             start = time.perf_counter()
             if progress.pending is not None:
+                all_read = progress.text_ended and progress.num_read == len(progress.tokens)
+                if all_read and self.state.length + 1 >= self.state.cache.capacity:
+                    # All text read and the positions used up: end here, with as many frames as offline decoding.
+                    progress.finished = progress.hit_position_limit = True
+                    return self._flush()
                 self._guard_capacity(1)
                 self.state.feed_frames(progress.pending[None])
                 progress.pending = None

@@ -10,8 +10,10 @@ returns itself.
     >>> out = tts("Hello there.", seed=0)      # {"feat_gen": [T, D], "wav": [T * 320]}
 """
 
+import math
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -22,6 +24,33 @@ import espnet2_sled.registry  # noqa: F401  (registers tts: sled before ESPnet b
 from espnet2_sled.checkpoint import load_model_file
 
 DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame")
+# A slow English speaking rate (characters per second, spaces included; read speech is
+# about 15): long text is cut into pieces whose audio at this rate fits max_positions.
+SLOW_CHARS_PER_SECOND = 12.0
+
+
+class UnknownCharactersWarning(UserWarning):
+    """Text characters the model's token list does not have were read as <unk>."""
+
+
+def check_finite_prompt(values: torch.Tensor, what: str) -> None:
+    if values.numel() == 0:
+        raise ValueError(f"{what} is empty (0 samples / frames); give a few seconds of speech as the voice prompt")
+    if not bool(torch.isfinite(values).all()):
+        bad = int((~torch.isfinite(values)).sum())
+        raise ValueError(f"{what} contains NaN/Inf ({bad} of {values.numel()} values); "
+                         "give clean audio as the voice prompt")
+
+
+def read_prompt_audio(path: Union[str, Path]):
+    """Prompt audio file -> (samples ``[C, S]`` float32, sample rate); refuses a missing,
+    empty (0 samples) or non-finite (NaN/Inf) file by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt audio '{path}' does not exist")
+    audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    check_finite_prompt(torch.from_numpy(audio), f"prompt audio '{path}'")
+    return audio.T, sample_rate
 
 
 class SLEDText2Speech(Text2Speech):
@@ -64,26 +93,66 @@ class SLEDText2Speech(Text2Speech):
             kwargs.update(ModelDownloader(cachedir).download_and_unpack(model_tag))
         return cls(**kwargs)
 
-    def tokenize(self, text: str) -> torch.Tensor:
-        ids = self.preprocess_fn("<input>", dict(text=text))["text"]
-        return torch.as_tensor(ids, dtype=torch.long)
+    def tokenize(self, text: str, name: str = "text", warn: bool = True) -> torch.Tensor:
+        """Text -> ids ``[N]`` through the training preprocessor (its cleaner and tokenizer);
+        warns (``UnknownCharactersWarning``) naming the characters read as ``<unk>``."""
+        ids = torch.as_tensor(self.preprocess_fn("<input>", dict(text=text))["text"], dtype=torch.long)
+        if not warn:
+            return ids
+        inner = getattr(self.preprocess_fn, "inner", self.preprocess_fn)  # SLEDInputCheck wraps ESPnet's
+        converter = getattr(inner, "token_id_converter", None)
+        unk_id = getattr(converter, "unk_id", None)
+        if unk_id is not None and bool((ids == unk_id).any()):
+            from espnet2_sled.text_frontend import unknown_tokens
+
+            tokens = inner.tokenizer.text2tokens(inner.text_cleaner(text))
+            unknown = unknown_tokens(tokens, converter.tokens2ids(tokens), unk_id)
+            cleaner = getattr(self.train_args, "cleaner", None)
+            warnings.warn(
+                f"{name}: {int((ids == unk_id).sum())} of {len(ids)} tokens are <unk>, from {unknown} "
+                f"(not in the model's token list, cleaner: {cleaner}); write them out in words"
+                + ("" if cleaner else ", or train with cleaner: sled_english (numbers, currency, symbols)"),
+                UnknownCharactersWarning, stacklevel=2,
+            )
+        return ids
+
+    def piece_fits(self, prompt_text: Optional[str] = None, prompt_frames: int = 0) -> Callable[[str], bool]:
+        """The test ``split_text`` cuts long text with: do ``<s> prompt_text piece </s>``, the
+        prompt frames and the piece's audio at ``SLOW_CHARS_PER_SECOND`` fit max_positions?"""
+        frames_per_char = self.tts.latent_frame_rate / SLOW_CHARS_PER_SECOND
+        prefix = prompt_text.strip() + " " if prompt_text else ""
+
+        def fits(piece: str) -> bool:
+            tokens = len(self.preprocess_fn("<input>", dict(text=prefix + piece))["text"])
+            return tokens + 2 + prompt_frames + math.ceil(len(piece) * frames_per_char) <= self.tts.max_positions
+
+        return fits
+
+    def split_text(self, text: str, prompt_text: Optional[str] = None, prompt_frames: int = 0) -> List[str]:
+        """Text -> the pieces it is spoken as (one piece, ``[text.strip()]``, when it fits)."""
+        from espnet2_sled.text_split import split_text
+
+        return split_text(text, self.piece_fits(prompt_text, prompt_frames))
 
     def encode_prompt(self, prompt_audio: Union[str, Path, np.ndarray, torch.Tensor], sample_rate: Optional[int] = None) -> torch.Tensor:
         """Prompt audio (a path, or samples at ``sample_rate``) -> latents ``[P, D]``."""
         latent = self.tts.latent_space
         if latent is None:
             raise ValueError("this model has no latent space (tts_conf.latent); pass prompt_latents instead of audio")
+        what = "prompt audio (samples)"
         if isinstance(prompt_audio, (str, Path)):
-            path = Path(prompt_audio)
-            if not path.is_file():
-                raise FileNotFoundError(f"prompt audio '{path}' does not exist")
-            audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-            prompt_audio = audio.T  # [C, S]
+            what = f"prompt audio '{prompt_audio}'"
+            prompt_audio, sample_rate = read_prompt_audio(prompt_audio)
         elif sample_rate is None:
             raise ValueError("pass sample_rate with prompt audio given as samples")
         audio = torch.as_tensor(np.asarray(prompt_audio), dtype=torch.float32)
+        check_finite_prompt(audio, what)
         audio = audio[None] if audio.dim() == 1 else audio
-        return latent.encode(audio[None] if audio.dim() == 2 else audio, sample_rate)[0].to(self.device)
+        latents = latent.encode(audio[None] if audio.dim() == 2 else audio, sample_rate)[0].to(self.device)
+        if latents.shape[0] == 0:
+            raise ValueError(f"{what} is too short: {audio.shape[-1]} samples at {sample_rate} Hz give no latent frame")
+        check_finite_prompt(latents, f"the latents of {what}")
+        return latents
 
     def stream(
         self,
@@ -94,11 +163,14 @@ class SLEDText2Speech(Text2Speech):
         allow_early_stop: bool = True,
         **options,
     ):
-        """Start a ``StreamingSession``: ``push_text`` any number of times, then ``end_text``.
+        """Start a streaming session: ``push_text`` any number of times, then ``end_text``.
 
         voice_prompt: audio path / samples (or latents ``[P, D]`` as a tensor with
         ``prompt_sample_rate=None``); its transcript ``prompt_text`` is read first.
+        Text of any length: a ``PiecewiseSession`` (espnet2_sled/long_text.py) speaks it as
+        one ``StreamingSession`` per piece that fits the model's positions.
         """
+        from espnet2_sled.long_text import PiecewiseSession
         from espnet2_sled.streaming import StreamingSession
 
         cfg = dict(self.decode_conf)
@@ -115,14 +187,24 @@ class SLEDText2Speech(Text2Speech):
                 raise ValueError("prompt_text is empty: a voice prompt needs its transcript")
             is_latents = isinstance(voice_prompt, torch.Tensor) and prompt_sample_rate is None and voice_prompt.dim() == 2
             prompt_latents = voice_prompt if is_latents else self.encode_prompt(voice_prompt, prompt_sample_rate)
-        with torch.no_grad():
-            session = StreamingSession(
-                self.tts, lambda text: self.tokenize(text).tolist(), opts["cfg_scale"], opts["stop_threshold"],
-                opts["keep_stop_frame"], cfg.get("max_frames"), noise, prompt_latents, allow_early_stop,
-            )
-        if prompt_latents is not None:
-            session.push_text(prompt_text.strip() + " ")  # read lazily, with the first text
-        return session
+            if is_latents:
+                check_finite_prompt(prompt_latents, "voice_prompt (latents)")
+
+        def new_session() -> StreamingSession:
+            with torch.no_grad():
+                session = StreamingSession(
+                    self.tts, lambda text: self.tokenize(text, warn=False).tolist(), opts["cfg_scale"],
+                    opts["stop_threshold"], opts["keep_stop_frame"], cfg.get("max_frames"), noise, prompt_latents,
+                    allow_early_stop,
+                )
+            if prompt_latents is not None:
+                session.push_text(prompt_text.strip() + " ")  # read lazily, with the first text
+            return session
+
+        prompt_frames = 0 if prompt_latents is None else prompt_latents.shape[0]
+        return PiecewiseSession(new_session, self.piece_fits(prompt_text if prompt_latents is not None else None,
+                                                             prompt_frames),
+                                check_text=lambda piece: self.tokenize(piece, name="streamed text"))
 
     @torch.no_grad()
     def __call__(
@@ -150,16 +232,35 @@ class SLEDText2Speech(Text2Speech):
             raise TypeError(f"unknown SLED decoding option(s) {sorted(unknown)}; known: {DECODE_OPTIONS}")
         if prompt_audio is not None:
             prompt_latents = self.encode_prompt(prompt_audio, prompt_sample_rate)
+        elif prompt_latents is not None:
+            check_finite_prompt(torch.as_tensor(prompt_latents), "prompt_latents")
+        if isinstance(text, str) and not text.strip():
+            raise ValueError("text is empty")
         if prompt_latents is not None:
             if not prompt_text or not prompt_text.strip():
                 raise ValueError("prompt_text is empty: voice cloning needs the transcript of the prompt audio")
             if not isinstance(text, str):
                 raise ValueError("with a voice prompt, give the text as a string (it is joined to prompt_text)")
+        if isinstance(text, str) and not cfg.get("use_teacher_forcing"):
+            pieces = self.split_text(text, prompt_text if prompt_latents is not None else None,
+                                     0 if prompt_latents is None else prompt_latents.shape[0])
+            if len(pieces) > 1:
+                from espnet2_sled.long_text import decode_pieces
+
+                return decode_pieces(self, pieces, prompt_text, prompt_latents, noise, cfg)
+        if prompt_latents is not None:
             text = prompt_text.strip() + " " + text
         if isinstance(text, str):
-            if not text.strip():
-                raise ValueError("text is empty")
             text = self.tokenize(text)
         text = torch.as_tensor(text, dtype=torch.long).to(self.device)
         feats = None if speech is None else torch.as_tensor(speech).to(self.device)
-        return self.tts.inference(text, feats=feats, prompt_latents=prompt_latents, noise=noise, **cfg)
+        result = self.tts.inference(text, feats=feats, prompt_latents=prompt_latents, noise=noise, **cfg)
+        if "stop_probs" in result:
+            from espnet2_sled.long_text import stopped_at_head, warn_cut_off
+
+            prompt_frames = 0 if prompt_latents is None else prompt_latents.shape[0]
+            budget = self.tts.max_positions - (len(text) + 2) - prompt_frames
+            threshold = self.tts.decode_options(stop_threshold=cfg.get("stop_threshold"))["stop_threshold"]
+            if len(result["stop_probs"]) == budget and not stopped_at_head(result["stop_probs"], threshold):
+                warn_cut_off("text", len(result["feat_gen"]), self.tts.max_positions)
+        return result

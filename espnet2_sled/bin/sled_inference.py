@@ -8,16 +8,17 @@ SLED's options. Modes: batched offline (default), ``--streaming true``, voice cl
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import kaldiio
 import numpy as np
-import soundfile as sf
 import torch
 from espnet2.fileio.npy_scp import NpyScpWriter
 from espnet2.utils import config_argparse
@@ -26,8 +27,11 @@ from tqdm import tqdm
 
 import espnet2_sled.registry  # noqa: F401  (tts: sled for ESPnet's model builder)
 from espnet2_sled.fileio import read_table as read_kaldi_table
+from espnet2_sled.fileio import write_wav
+from espnet2_sled.long_text import stopped_at_head, warn_cut_off
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech  # noqa: F401 (re-exported)
+from espnet2_sled.text2speech import check_finite_prompt, read_prompt_audio
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -85,11 +89,16 @@ class OutputWriter:
         self.feats[key] = feat
         self.shape.write(f"{key} {','.join(map(str, feat.shape))}\n")
         seconds = 0.0
+        gain = None
         if result.get("wav") is not None:
             wav = result["wav"].float().cpu().numpy()
-            sf.write(self.out / "wav" / f"{key}.wav", wav, self.fs, "PCM_16")
+            gain = write_wav(self.out / "wav" / f"{key}.wav", wav, self.fs)  # peaks limited to 0.99
             seconds = len(wav) / self.fs
         record = dict(utt_id=key, frames=int(feat.shape[0]), audio_seconds=seconds, **timing)
+        if gain is not None:
+            record["peak_gain"] = float(f"{gain:.6g}")
+        if result.get("piece_frames") is not None:
+            record["pieces"] = len(result["piece_frames"])
         if seconds > 0:
             record["rtf"] = record["compute_seconds"] / seconds
         self.timing.write(json.dumps(record) + "\n")
@@ -112,6 +121,27 @@ def read_table(path: str, what: str) -> Dict[str, str]:
     return table
 
 
+def read_texts(path: str) -> Dict[str, str]:
+    """The text file -> {key: text}; a line with a key and no text is an error naming both."""
+    texts = read_table(path, "text file")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split(maxsplit=1)
+            if len(parts) == 1 or (len(parts) == 2 and not parts[1].strip()):
+                raise ValueError(f"text is empty for utterance '{parts[0]}' ({path}:{lineno})")
+    return texts
+
+
+@contextlib.contextmanager
+def logged_warnings(key: str):
+    """Warnings raised while decoding an utterance are logged beside its key."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        logging.warning(f"{key}: {w.message}")
+
+
 def inference(args: argparse.Namespace) -> None:
     device = "cuda" if args.ngpu > 0 else "cpu"
     t2s = SLEDText2Speech.from_pretrained(
@@ -124,23 +154,26 @@ def inference(args: argparse.Namespace) -> None:
         raise ValueError("give the text: --data_path_and_name_and_type data/<set>/text,text,text")
     if (args.use_teacher_forcing or args.continuation_seconds) and "speech" not in inputs:
         raise ValueError("this mode needs latents: --data_path_and_name_and_type dump/.../feats.scp,speech,kaldi_ark")
+    texts = read_texts(inputs["text"][0])  # before any decoding: an empty line is named
     writer = OutputWriter(Path(args.output_dir), t2s.fs)
     try:
         if args.streaming or args.prompt_wav_scp or args.continuation_seconds:
-            decode_one_by_one(t2s, inputs, writer, args)
+            decode_one_by_one(t2s, inputs, texts, writer, args)
         else:
-            decode_batches(t2s, writer, args)
+            decode_batches(t2s, texts, writer, args)
     finally:
         writer.close()
 
 
-def decode_one_by_one(t2s: SLEDText2Speech, inputs, writer: OutputWriter, args) -> None:
-    texts = read_table(inputs["text"][0], "text file")
+def decode_one_by_one(t2s: SLEDText2Speech, inputs, texts: Dict[str, str], writer: OutputWriter, args) -> None:
     keys = list(read_table(args.key_file, "key file")) if args.key_file else sorted(texts)
     prompts = read_table(args.prompt_wav_scp, "prompt wav.scp") if args.prompt_wav_scp else None
     prompt_texts = read_table(args.prompt_text, "prompt text file") if args.prompt_text else None
     if prompts is not None and prompt_texts is None:
         raise ValueError("--prompt_wav_scp needs --prompt_text (the transcripts of the prompts)")
+    if prompts is not None:  # every prompt file is checked before anything is decoded
+        for path in sorted({prompts[key] for key in keys if key in prompts}):
+            read_prompt_audio(path)
     latents = kaldiio.load_scp(inputs["speech"][0]) if "speech" in inputs else None
     for index, key in enumerate(tqdm(keys, desc="decoding", unit="utt")):
         if key not in texts:
@@ -152,13 +185,14 @@ def decode_one_by_one(t2s: SLEDText2Speech, inputs, writer: OutputWriter, args) 
                 raise KeyError(f"utterance '{key}' has no prompt in {args.prompt_wav_scp} / {args.prompt_text}")
             prompt_kwargs = dict(prompt_audio=prompts[key], prompt_text=prompt_texts[key])
         start = time.perf_counter()
-        if args.streaming:
-            result, timing = decode_streaming(t2s, texts[key], prompt_kwargs, seed, args.stream_text_by)
-        elif args.continuation_seconds:
-            result, timing = decode_continuation(t2s, texts[key], latents[key], seed, args)
-        else:
-            result = t2s(texts[key], seed=seed, **prompt_kwargs)
-            timing = dict(compute_seconds=time.perf_counter() - start)
+        with logged_warnings(key):
+            if args.streaming:
+                result, timing = decode_streaming(t2s, texts[key], prompt_kwargs, seed, args.stream_text_by)
+            elif args.continuation_seconds:
+                result, timing = decode_continuation(t2s, texts[key], latents[key], seed, args, key)
+            else:
+                result = t2s(texts[key], seed=seed, **prompt_kwargs)
+                timing = dict(compute_seconds=time.perf_counter() - start)
         writer.write(key, result, timing)
 
 
@@ -184,14 +218,18 @@ def decode_streaming(t2s: SLEDText2Speech, text: str, prompt_kwargs, seed: int, 
         first_audio_seconds=chunks[0].elapsed_seconds if chunks else None,
         chunk_compute_seconds=[round(c.compute_seconds, 5) for c in chunks],
         stopped_early=session.stopped_early,
+        tokens_read=session.tokens_read,
+        tokens_total=session.tokens_total,
+        pieces=session.pieces,
     )
-    return result, timing
+    return result, timing  # an early stop is reported by the session's EarlyStopWarning, logged beside the key
 
 
-def decode_continuation(t2s: SLEDText2Speech, text: str, latents: np.ndarray, seed: int, args):
+def decode_continuation(t2s: SLEDText2Speech, text: str, latents: np.ndarray, seed: int, args, key: str = "?"):
     tts = t2s.tts
     frames = int(round(args.continuation_seconds * tts.latent_frame_rate))
     prefix = torch.as_tensor(latents[:frames], dtype=torch.float32, device=t2s.device)
+    check_finite_prompt(prefix, f"the first {args.continuation_seconds} s of the latents of utterance '{key}'")
     start = time.perf_counter()
     # The text is the utterance's full transcript; the prefix is its own first seconds.
     ids = t2s.tokenize(text).to(t2s.device)
@@ -205,7 +243,7 @@ def decode_continuation(t2s: SLEDText2Speech, text: str, latents: np.ndarray, se
     return result, dict(compute_seconds=time.perf_counter() - start)
 
 
-def decode_batches(t2s: SLEDText2Speech, writer: OutputWriter, args) -> None:
+def decode_batches(t2s: SLEDText2Speech, texts: Dict[str, str], writer: OutputWriter, args) -> None:
     names = [name for _, name, _ in args.data_path_and_name_and_type]
     if args.use_teacher_forcing and "speech" not in names:
         raise ValueError("--use_teacher_forcing needs a 'speech' input")
@@ -217,32 +255,57 @@ def decode_batches(t2s: SLEDText2Speech, writer: OutputWriter, args) -> None:
     index = 0
     for keys, batch in tqdm(loader, desc="decoding", unit="batch"):
         start = time.perf_counter()
-        results = decode_batch(t2s, keys, batch, args, index)
+        results = decode_batch(t2s, keys, batch, args, index, texts)
         per_utt = (time.perf_counter() - start) / len(keys)
         for key, result in zip(keys, results):
             writer.write(key, result, dict(compute_seconds=per_utt, batch_size=len(keys)))
         index += len(keys)
 
 
-def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, torch.Tensor], args, index: int):
+def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, torch.Tensor], args, index: int,
+                 texts: Optional[Dict[str, str]] = None):
     tts = t2s.tts
     text, text_lengths = batch["text"].to(t2s.device), batch["text_lengths"].to(t2s.device)
     if args.use_teacher_forcing:
         return [tts.inference(text[b, : text_lengths[b]], feats=batch["speech"][b, : batch["speech_lengths"][b]],
                               use_teacher_forcing=True) for b in range(len(keys))]
+    # Text longer than the model's positions is spoken in pieces by the API
+    # (espnet2_sled/long_text.py); the other rows are decoded together here.
+    results: List[Optional[Dict[str, torch.Tensor]]] = [None] * len(keys)
+    rows = []
+    for b, key in enumerate(keys):
+        if texts is None or key not in texts:
+            rows.append(b)
+            continue
+        with logged_warnings(key):
+            t2s.tokenize(texts[key], name="text")  # warns about characters read as <unk>
+            if len(t2s.split_text(texts[key])) > 1:
+                results[b] = t2s(texts[key], seed=args.seed + index + b)
+            else:
+                rows.append(b)
+    if not rows:
+        return results
+    if len(rows) < len(keys):
+        picked = torch.tensor(rows, device=text.device)
+        text_lengths = text_lengths[picked]
+        text = text[picked, : int(text_lengths.max())]
     # Per-utterance noise streams (seed + utterance index): a row's audio does not depend
     # on the batch it happens to be decoded in.
-    max_frames = t2s.decode_conf.get("max_frames") or (tts.max_positions - int(text_lengths.max()) - 2)
+    budget = tts.max_positions - int(text_lengths.max()) - 2
+    max_frames = t2s.decode_conf.get("max_frames") or budget
     noise = torch.stack([
         torch.randn(max_frames, tts.lm.noise_dim, generator=torch.Generator().manual_seed(args.seed + index + b))
-        for b in range(len(keys))
+        for b in rows
     ]).to(t2s.device)
     options = {k: v for k, v in t2s.decode_conf.items() if k in ("cfg_scale", "stop_threshold", "keep_stop_frame")}
     gen = tts.generate_batch(text, text_lengths, max_frames=max_frames, noise=noise, **options)
-    results = []
-    for b in range(len(keys)):
-        frames = gen.frames[b, : int(gen.lengths[b])]
-        results.append(tts.outputs_for(frames))
+    threshold = tts.decode_options(**options)["stop_threshold"]
+    for i, b in enumerate(rows):
+        frames = gen.frames[i, : int(gen.lengths[i])]
+        results[b] = tts.outputs_for(frames)
+        if gen.stop_probs.shape[1] == budget and not stopped_at_head(gen.stop_probs[i], threshold):
+            with logged_warnings(keys[b]):
+                warn_cut_off("text", frames.shape[0], tts.max_positions)
     return results
 
 

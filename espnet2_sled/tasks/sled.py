@@ -19,6 +19,7 @@ from espnet2.train.trainer import Trainer
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled and byte_bpe, also in spawned workers)
 from espnet2_sled.checkpoint import load_init_param, load_model_file, load_state_strictly, read_torch_file
 from espnet2_sled.modules.config import tts_conf_defaults
+from espnet2_sled.text_frontend import CLEANER
 from espnet2_sled.upstream.tokenizer import BYTE_BPE
 
 
@@ -140,6 +141,8 @@ class SLEDTask(TTSTask):
             if action.dest == "token_type" and action.choices is not None and BYTE_BPE not in action.choices:
                 action.choices = [*action.choices, BYTE_BPE]
                 action.help += f"; {BYTE_BPE}: byte-level BPE from the tokenizer.json given as --bpemodel"
+            if action.dest == "cleaner" and action.choices is not None and CLEANER not in action.choices:
+                action.choices = [*action.choices, CLEANER]  # espnet2_sled/text_frontend.py
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):

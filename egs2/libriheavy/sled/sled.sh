@@ -53,6 +53,8 @@ bpemode=unigram
 bpe_train_text=""      # default: data/${train_set}/text
 g2p=none               # token_type phn: an ESPnet g2p, e.g. espeak_ng_english_us_vits (offline, espeak-ng)
 token_list=""          # give --token_list and --bpemodel to use an existing (e.g. imported) tokenizer
+cleaner=sled_english   # text front end for token list, training and (via config.yaml) decoding: numbers,
+                       # currency and % in words, control characters removed (espnet2_sled/text_frontend.py); none: off
 bpemodel=""
 
 # ---- stats (stage 4)
@@ -255,14 +257,17 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         log "${token_list} exists; skipping"
     elif [ "${token_type}" = bpe ]; then
         run ${python} local/train_bpe.py --vocab_size "${nbpe}" --model_type "${bpemode}" \
-            "${token_dir}" "${bpe_train_text:-data/${train_set}/text}"
+            "${token_dir}" "${bpe_train_text:-data/${train_set}/text}" --cleaner "${cleaner}"
     else
         # ESPnet's own tool, as tts.sh does: the vocabulary of the training text. Run after
         # importing espnet2_sled, which defers g2p_en (it would try nltk.download at import).
         mkdir -p "${token_dir}"
+        # the text as training reads it (--cleaner), then ESPnet's vocabulary of it
+        run_to "${token_dir}/train_text.cleaned" ${python} local/clean_text.py --cleaner "${cleaner}" \
+            "${bpe_train_text:-data/${train_set}/text}" -
         run ${python} -c 'import runpy, espnet2_sled; runpy.run_module("espnet2.bin.tokenize_text", run_name="__main__", alter_sys=True)' \
             --token_type "${token_type}" --g2p "${g2p}" \
-            --cleaner none --input "${bpe_train_text:-data/${train_set}/text}" --output "${token_list}.tmp" \
+            --cleaner none --input "${token_dir}/train_text.cleaned" --output "${token_list}.tmp" \
             --field 2- --write_vocabulary true \
             --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
         run mv "${token_list}.tmp" "${token_list}"
@@ -275,7 +280,7 @@ data_opts() {
     local odim
     odim=$(latent_dim "${train_set}")
     echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
-        --bpemodel "${bpemodel}" --cleaner none --g2p "${g2p}" --normalize none --odim "${odim}" \
+        --bpemodel "${bpemodel}" --cleaner "${cleaner}" --g2p "${g2p}" --normalize none --odim "${odim}" \
         --train_data_path_and_name_and_type "data/${train_set}/text,text,text" \
         --train_data_path_and_name_and_type "${latent_dir}/${train_set}/feats.scp,speech,kaldi_ark" \
         --valid_data_path_and_name_and_type "data/${valid_set}/text,text,text" \
@@ -303,7 +308,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
             run_to "${logdir}/${name}.text" utils/filter_scp.pl "${latent_dir}/${s}/feats.scp" "data/${s}/text"
         done
         run ${python} local/count_tokens.py --token_type "${token_type}" --token_list "${token_list}" \
-            --bpemodel "${bpemodel}" --g2p "${g2p}" --cleaner none \
+            --bpemodel "${bpemodel}" --g2p "${g2p}" --cleaner "${cleaner}" \
             "${logdir}/train.text" "${logdir}/train.text_lengths" "${logdir}/valid.text" "${logdir}/valid.text_lengths"
         for pair in "train:${train_set}" "valid:${valid_set}"; do
             name=${pair%%:*}; s=${pair#*:}

@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 import kaldiio
-import soundfile as sf
 import torch
 
 from espnet2_sled.bin import score as scoring
+from espnet2_sled.fileio import write_wav
 from espnet2_sled.text2speech import SLEDText2Speech
 from espnet2_sled.tts.heldout import heldout_energy_distance as tts_heldout
 
@@ -73,7 +73,7 @@ def main():
     for i, key in enumerate(keys):
         result = untrained(texts[key], seed=i)
         path = out / "untrained_wav" / f"{key}.wav"
-        sf.write(path, result["wav"].numpy(), untrained.fs)
+        write_wav(path, result["wav"].numpy(), untrained.fs)  # peak-limited, as the decoding CLI writes
         untrained_wavs[key] = (str(path), 0.0, None)
     trained_wavs = {k: (decoded[k], 0.0, None) for k in keys}
     wer = {}

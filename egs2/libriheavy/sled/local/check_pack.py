@@ -13,7 +13,6 @@ import sys
 import tempfile
 
 import numpy as np
-import soundfile as sf
 
 
 def main():
@@ -34,7 +33,9 @@ def main():
     if wav.size == 0 or not np.isfinite(wav).all():
         sys.exit(f"check_pack: {args.model_zip} produced no usable audio for {args.text!r}")
     if args.output:
-        sf.write(args.output, wav, tts.fs, subtype="PCM_16")
+        from espnet2_sled.fileio import write_wav
+
+        write_wav(args.output, wav, tts.fs)  # 16-bit, peaks limited to 0.99
     print(f"check_pack: {args.model_zip}: {len(wav) / tts.fs:.2f} s of audio at {tts.fs} Hz"
           + (f" -> {args.output}" if args.output else ""), file=sys.stderr)
 

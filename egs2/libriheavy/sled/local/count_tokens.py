@@ -29,7 +29,7 @@ def main():
         parser.error("give TEXT OUT pairs")
     none = {"none", "None", ""}
 
-    import espnet2_sled  # noqa: F401  (token_type byte_bpe)
+    import espnet2_sled.registry  # noqa: F401  (token_type byte_bpe, cleaner sled_english)
     from espnet2.train.preprocessor import CommonPreprocessor
 
     preprocess = CommonPreprocessor(

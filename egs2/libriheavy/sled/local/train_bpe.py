@@ -5,8 +5,10 @@
 
 Writes OUT_DIR/bpe.model and OUT_DIR/tokens.txt (one token per line, the line number is
 the id): ``<blank>``, ``<unk>``, the model's pieces without its control symbols,
-``<sos/eos>`` last, which is what ESPnet's ``--token_type bpe`` expects. Text is used as
-is (cased, punctuated). Both files are written under temp names and renamed.
+``<sos/eos>`` last, which is what ESPnet's ``--token_type bpe`` expects. Text is cleaned
+with ``--cleaner`` (the same ESPnet cleaner training and decoding use; default
+``sled_english``: numbers, currency and % in words, control characters removed) and
+otherwise kept cased and punctuated. Both files are written under temp names and renamed.
 """
 
 import argparse
@@ -27,7 +29,11 @@ def main():
     parser.add_argument("--model_type", default="unigram", choices=["unigram", "bpe", "char"])
     parser.add_argument("--character_coverage", type=float, default=1.0)
     parser.add_argument("--input_sentence_size", type=int, default=10_000_000)
+    parser.add_argument("--cleaner", default="sled_english", help="ESPnet text cleaner (none: text as is)")
     args = parser.parse_args()
+    from clean_text import load_text_frontend  # local/, next to this script
+
+    clean = load_text_frontend().build_cleaner(args.cleaner)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out_dir) as work:
@@ -41,7 +47,7 @@ def main():
                         if len(parts) < 2 or not parts[1].strip():
                             sys.exit(f"train_bpe: {path}:{lineno}: text is empty for utterance "
                                      f"'{parts[0] if parts else ''}'")
-                        out.write(parts[1] + "\n")
+                        out.write(clean(parts[1]) + "\n")
                         n += 1
         prefix = Path(work) / "bpe"
         spm.SentencePieceTrainer.train(
