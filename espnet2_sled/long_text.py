@@ -240,7 +240,7 @@ class PiecewiseSession:
             )
         if getattr(session, "hit_position_limit", False):
             self.hit_position_limit = True
-            warn_cut_off(f"streaming piece {self.pieces}", session.sampled, session.tts.max_positions)
+            warn_cut_off(f"streaming piece {self.pieces}", session.progress.sampled, session.tts.max_positions)
         session.close()
 
     def _renumber(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
