@@ -25,7 +25,7 @@ from typing import Callable, Iterator, List, Optional
 
 import torch
 
-from espnet2_sled.modules.generation import DecodingState, NoiseSource, draw_noise
+from espnet2_sled.modules.generation import STOP_CHECK_EVERY, DecodingState, NoiseSource, draw_noise
 
 
 @dataclass
@@ -50,11 +50,14 @@ class StreamingSession:
         prompt_latents: Optional[torch.Tensor] = None,
         allow_early_stop: bool = True,
         decode_audio: bool = True,
+        decode_graph: Optional[bool] = None,
+        fixed_shape: bool = True,
     ):
         """tts: a ``SLED`` model; tokenize: text -> ids without sentence markers.
 
         prompt_latents ``[P, D]``: a voice prompt whose transcript must be the first text
         pushed; its frames are forced into the schedule as if generated, and not emitted.
+        ``decode_graph`` / ``fixed_shape``: how the decode step runs (``DecodingState``).
         """
         self.tts, self.lm, self.tokenize = tts, tts.lm, tokenize
         self.cfg_scale, self.stop_threshold, self.keep_stop_frame = cfg_scale, stop_threshold, keep_stop_frame
@@ -64,7 +67,9 @@ class StreamingSession:
         param = next(self.lm.parameters())
         self.device = param.device
         rows = 2 if cfg_scale != 1.0 else 1
-        self.state = DecodingState(self.lm, rows, tts.max_positions, self.device, param.dtype)
+        self.state = DecodingState(self.lm, rows, tts.max_positions, self.device, param.dtype, fixed_shape, decode_graph)
+        self.unchecked: List[torch.Tensor] = []  # stop probabilities [1] of the newest frames, not yet read
+        self.check_every = STOP_CHECK_EVERY if fixed_shape else 1
         self.max_frames = max_frames if max_frames is not None else tts.max_positions
         self.audio_decoder = None
         if decode_audio and tts.latent_space is not None:
@@ -74,7 +79,7 @@ class StreamingSession:
         self.committed = ""  # text tokenised so far
         self.tokens = [tts.bos_id]
         self.num_read = 0
-        self.pending: Optional[torch.Tensor] = None  # sampled [1, D], not yet fed
+        self.pending: Optional[torch.Tensor] = None  # forced [1, D], not yet fed
         self.writes_left = 0  # frames still to write in this turn (None: until stop)
         self.sampled = 0  # frames sampled so far (the noise step index)
         self.chunk_frames: List[torch.Tensor] = []
@@ -204,27 +209,47 @@ class StreamingSession:
             if self.forced:
                 frame = self.forced.pop(0)[None]
                 self._decode_audio(frame, keep=False)
+                self.pending = frame
             else:
                 noise = draw_noise(self.noise, self.sampled, 1, self.lm.noise_dim, self.device)
-                frame, stop_prob = self.lm.sample_frame(self.state.last_hidden, noise, self.cfg_scale)
+                self._guard_capacity(1)
+                frame, stop_prob = self.state.step(noise, self.cfg_scale)  # sampled and fed back
                 self.sampled += 1
-                all_read = self.text_ended and self.num_read == len(self.tokens)
-                stop = float(stop_prob[0]) >= self.stop_threshold and (self.allow_early_stop or all_read)
-                if stop or self.sampled >= self.max_frames:
-                    self.finished = True
-                    self.stopped_early = not all_read
-                    if self.keep_stop_frame or not stop:
-                        self.chunk_frames.append(frame.float())
-                    self.chunk_compute += time.perf_counter() - start
-                    return self._flush()
                 self.chunk_frames.append(frame.float())
-            self.pending = frame
+                self.unchecked.append(stop_prob)
             if self.writes_left is not None:
                 self.writes_left -= 1
             self.chunk_compute += time.perf_counter() - start
+            if self.unchecked and self._stop_check_due() and self._stopped():
+                return self._flush()
             if len(self.chunk_frames) >= self.frames_per_chunk:
                 return self._flush()
         return None
+
+    def _stop_check_due(self) -> bool:
+        """Stop flags are read every ``check_every`` frames, and always before a chunk is
+        emitted, before the next text is read, at max_frames and at the end of explicit noise."""
+        noise_steps = self.noise.shape[1] if isinstance(self.noise, torch.Tensor) else None
+        return (len(self.unchecked) >= self.check_every or len(self.chunk_frames) >= self.frames_per_chunk
+                or self.writes_left == 0 or self.sampled >= self.max_frames
+                or (noise_steps is not None and self.sampled >= noise_steps))
+
+    def _stopped(self) -> bool:
+        """Read the unchecked stop flags; on a stop (or max_frames) finish, dropping the frames
+        sampled after the stop (and the stop frame unless ``keep_stop_frame``)."""
+        probs = torch.cat(self.unchecked)  # [n], the last n entries of chunk_frames
+        n, self.unchecked = probs.shape[0], []
+        all_read = self.text_ended and self.num_read == len(self.tokens)
+        hits = (probs >= self.stop_threshold).nonzero()
+        stop = hits.shape[0] > 0 and (self.allow_early_stop or all_read)
+        if not stop and self.sampled < self.max_frames:
+            return False
+        self.finished = True
+        self.stopped_early = not all_read
+        if stop:
+            end = len(self.chunk_frames) - n + int(hits[0, 0]) + int(self.keep_stop_frame)
+            self.chunk_frames = self.chunk_frames[:end]
+        return True
 
     def _decode_audio(self, frames: torch.Tensor, keep: bool) -> Optional[torch.Tensor]:
         if self.audio_decoder is None:
