@@ -75,4 +75,5 @@ class FrameGenerator(nn.Module):
         x = self.cond_proj(z)
         for block in self.blocks:
             x = block(x, n)
-        return self.output(x, n)
+        dtype = self.output.linear.weight.dtype  # fp32 output layer under a bf16 trunk (modules/precision.py)
+        return self.output(x.to(dtype), n.to(dtype))
