@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class RMSNorm(nn.Module):
@@ -162,7 +163,15 @@ class Attention(nn.Module):
             scores = (q[:, :h] @ k[:, :h].transpose(-1, -2).to(q.dtype)).float() * self.head_dim**-0.5
             probe.probs[layer] = scores.masked_fill(~mask, float("-inf")).softmax(-1)
         dropout = self.attention_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
+        if dropout > 0 and q.device.type == "cpu" and torch.is_grad_enabled():
+            # With dropout, CPU SDPA falls back to its math kernel, which keeps ~4 fp32
+            # [B, H, L, L] tensors per layer for the backward (~1.5 GB for 4 x 5 s on the paper
+            # config). Recompute them in the backward instead (~2% more compute); the RNG
+            # state is replayed, so the dropout mask, loss and gradients are unchanged.
+            y = checkpoint(F.scaled_dot_product_attention, q, k.to(q.dtype), v.to(q.dtype), mask, dropout,
+                           use_reentrant=False)
+        else:
+            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
         return self.o_proj(y.transpose(1, 2).reshape(B, L, -1))
 
 
@@ -175,7 +184,15 @@ class SwiGLU(nn.Module):
         self.dropout = nn.Dropout(activation_dropout)
 
     def forward(self, x):
-        return self.down_proj(self.dropout(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        if self.training and self.dropout.p > 0 and torch.is_grad_enabled():
+            # Recompute silu(gate) and the dropout mask in the backward instead of keeping
+            # them (training memory); the RNG state is replayed: same mask, same gradients.
+            return self.down_proj(checkpoint(self.activation, gate, up, use_reentrant=False))
+        return self.down_proj(self.activation(gate, up))
+
+    def activation(self, gate, up):
+        return self.dropout(F.silu(gate) * up)
 
 
 class Block(nn.Module):
