@@ -19,7 +19,8 @@ Floors printed beside measurements:
 * train step floor = 6 * params * tokens / peak matmul FLOP/s measured here (bf16 matmuls
   with --amp, fp32 otherwise).
 ``--precision`` adds int8 (CPU) / bf16 rows with their frame drift from fp32 at the same
-noise (mean |difference| / std of the fp32 frames, 32 frames, as ``modules/precision.py``).
+noise (mean |difference| / std of the fp32 frames, as ``modules/precision.py``), over the
+decoded frames (the model's own frames fed back: errors compound) and on the first one.
 ``--host_profile`` (small config) splits the batch-1 step into the model forward and the
 time outside it (noise, bookkeeping, Python), with the top host ops from the profiler.
 """
@@ -114,7 +115,7 @@ def matmul_peak_flops(device, dtype=torch.float32):
     return 2 * n**3 / timeit(lambda: a @ b, device, repeat=3)
 
 
-def bench_train(model, config, batch, device, amp):
+def bench_train(model, config, batch, device, amp, repeat=3):
     N, T = SEQ[config]
     model.train()
     text = torch.randint(1, model.idim - 1, (batch, N), device=device)
@@ -128,7 +129,7 @@ def bench_train(model, config, batch, device, amp):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    seconds = timeit(step, device, repeat=3, warmup=1)
+    seconds = timeit(step, device, repeat=repeat, warmup=1)
     params = sum(p.numel() for p in model.lm.parameters())
     return seconds, 6 * params * batch * (N + T + 2)
 
@@ -236,11 +237,12 @@ def bench_precision(model, config, device, frames, floor, args, results):
         for batch in (1,) if device.type == "cpu" else args.decode_batches:
             _, _, reference = bench_decode(model, config, batch, 2.0, device, frames, mode, repeat=1)
             step, fps, out = bench_decode(model, config, batch, 2.0, device, frames, mode, lm=low, repeat=args.repeat)
-            gap = drift(out, reference)
+            gap, first = drift(out, reference), drift(out[:, :1], reference[:, :1])
             print(f"{name} decode batch {batch:2d} cfg 2.0 ({mode}): {step * 1e3:7.2f} ms/step {fps:8.1f} f/s "
                   f"RTF {step * 75 / batch:.3f}  ({step / low_floor:.2f}x its floor {low_floor * 1e3:.2f} ms)  "
-                  f"drift from fp32 {gap:.4f}", flush=True)
-            results.append(dict(config=config, kind=name, batch=batch, step=step, fps=fps, drift=gap, floor=low_floor))
+                  f"drift from fp32 {gap:.4f} over {frames} frames, {first:.4f} on the first", flush=True)
+            results.append(dict(config=config, kind=name, batch=batch, step=step, fps=fps, drift=gap,
+                                first_frame_drift=first, floor=low_floor))
         del low
         gc.collect()
 
@@ -253,11 +255,11 @@ def main():
     parser.add_argument("--train_seq", nargs=2, type=int, default=None, metavar=("TOKENS", "FRAMES"),
                         help="train step text tokens and frames per utterance (default per config; 4 x 5 s: 48 375)")
     parser.add_argument("--no_train", action="store_true", help="skip the train step")
-    parser.add_argument("--decode_batches", nargs="+", type=int, default=[1, 8, 32, 64])
+    parser.add_argument("--decode_batches", nargs="*", type=int, default=[1, 8, 32, 64], help="none: no decode rows")
     parser.add_argument("--modes", nargs="+", default=["eager", "fixed", "graph"], choices=list(MODES))
     parser.add_argument("--cpu_compile", action="store_true", help="run the graph mode on CPU (torch.compile)")
     parser.add_argument("--decode_frames", type=int, default=32, help="frames per timed decode")
-    parser.add_argument("--repeat", type=int, default=3, help="timed repeats (median)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repeats (median), train and decode")
     parser.add_argument("--precision", action="store_true", help="int8 (CPU) / bf16 rows with their drift")
     parser.add_argument("--host_profile", action="store_true", help="time outside the model forward (small config)")
     parser.add_argument("--no_recompute", action="store_true", help="skip the KV cache vs recomputation row")
@@ -281,7 +283,7 @@ def main():
         params = sum(p.numel() for p in model.lm.parameters())
         print(f"\n== {config}: {params / 1e6:.1f} M parameters, text {SEQ[config][0]} + frames {SEQ[config][1]}")
         for batch in [] if args.no_train else args.batches:
-            seconds, flops = bench_train(model, config, batch, device, args.amp)
+            seconds, flops = bench_train(model, config, batch, device, args.amp, args.repeat)
             print(f"train step  batch {batch:2d}: {seconds * 1e3:8.1f} ms   floor {flops / peak * 1e3:8.1f} ms "
                   f"({seconds / (flops / peak):.2f}x)   peak mem {peak_memory_mb(device):.0f} MB")
             results.append(dict(config=config, kind="train", batch=batch, seconds=seconds, floor=flops / peak))

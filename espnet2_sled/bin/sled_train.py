@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Train SLED with ESPnet's trainer: the same options as ``espnet2.bin.tts_train``."""
 
+from espnet2_sled.memory import return_large_frees_to_os
 from espnet2_sled.tasks.sled import SLEDTask
 
 
@@ -13,6 +14,7 @@ def main(cmd=None):
     python -m espnet2_sled.bin.sled_train --print_config --tts sled --odim 128
     python -m espnet2_sled.bin.sled_train --config conf/debug.yaml --odim 80 ...
     """
+    return_large_frees_to_os()  # peak training memory: freed activations go back to the OS
     SLEDTask.main(cmd=cmd)
 
 

@@ -26,6 +26,13 @@ class RMSNorm(nn.Module):
         self.weight._no_weight_decay = True  # honoured by ESPnet's --exclude_weight_decay
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            # Keep only the input for the backward (the residual stream, kept anyway), not
+            # the normalised copy: recomputing it is one cheap pass (training memory).
+            return checkpoint(self.normalize, x, use_reentrant=False)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 (as HF Llama does), return in the input dtype.
         dtype = x.dtype
         x = x.float()
@@ -280,7 +287,9 @@ class Decoder(nn.Module):
         Equal to ``forward(x, positions, ones, cache)`` (the caller advances ``cache.length``).
         """
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        rope = rotary_cos_sin(positions, self.inv_freq.to(positions.device), dtype)
+        if self.inv_freq.device != positions.device:  # moved once, by the eager warm-up (no copy in a graph)
+            self.inv_freq = self.inv_freq.to(positions.device)
+        rope = rotary_cos_sin(positions, self.inv_freq, dtype)
         index = cache.write_index
         cache.visible.index_fill_(1, index, True)
         # Slots past the write index are not yet visible, so visibility alone is the causal mask.

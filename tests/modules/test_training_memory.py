@@ -1,10 +1,11 @@
 """Training memory: what the backward keeps is recomputed (attention with dropout on CPU, the
-SwiGLU activation) or kept compactly (the generator's gate), with the loss and gradients
-bitwise unchanged, dropout included."""
+SwiGLU activation, the RMSNorms, the generator's noise features) or kept compactly (the
+generator's gate), with the loss and gradients bitwise unchanged, dropout included."""
 
 import torch
 
 import espnet2_sled.modules.decoder as decoder_module
+import espnet2_sled.modules.generator as generator_module
 from factory import random_batch, tiny_sled
 
 
@@ -41,7 +42,8 @@ def test_recomputation_keeps_loss_and_gradients_bitwise_and_saves_memory(monkeyp
     loss, grads = loss_and_grads(model, batch)
     recomputed_bytes = saved_bytes(model, batch)
     # reference: the same model keeping every intermediate (no recomputation)
-    monkeypatch.setattr(decoder_module, "checkpoint", lambda fn, *args, **kw: fn(*args))
+    for module in (decoder_module, generator_module):
+        monkeypatch.setattr(module, "checkpoint", lambda fn, *args, **kw: fn(*args))
     reference_loss, reference_grads = loss_and_grads(model, batch)
     kept_bytes = saved_bytes(model, batch)
     assert torch.equal(loss, reference_loss)
