@@ -300,7 +300,8 @@ def main():
             for cfg_scale in (1.0, 2.0):
                 row = []
                 for mode in args.modes:
-                    step, fps, _ = bench_decode(model, config, batch, cfg_scale, device, frames, mode, repeat=args.repeat)
+                    step, fps, _ = bench_decode(model, config, batch, cfg_scale, device, frames, mode,
+                                                repeat=args.repeat)
                     row.append(f"{mode} {step * 1e3:7.2f} ms {fps:8.1f} f/s")
                     results.append(dict(config=config, kind="decode", mode=mode, batch=batch, cfg=cfg_scale, step=step,
                                         fps=fps, floor_ratio=step / floor))

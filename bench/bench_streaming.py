@@ -94,7 +94,8 @@ def main():
                 return time.perf_counter() - start
 
             run_generate(4)
-            step = (median([run_generate(frames) for _ in range(3)]) - median([run_generate(1) for _ in range(3)])) / (frames - 1)
+            many, one = median([run_generate(frames) for _ in range(3)]), median([run_generate(1) for _ in range(3)])
+            step = (many - one) / (frames - 1)
             # the session
             firsts, rtfs = [], []
             for trial in range(args.trials):

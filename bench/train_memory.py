@@ -42,7 +42,8 @@ def main():
     args = parser.parse_args()
     print("command: " + " ".join([Path(sys.executable).name] + sys.argv))
     if args.mmap_threshold:
-        print(f"glibc mmap threshold fixed at {args.mmap_threshold} bytes: {return_large_frees_to_os(args.mmap_threshold)}")
+        fixed = return_large_frees_to_os(args.mmap_threshold)
+        print(f"glibc mmap threshold fixed at {args.mmap_threshold} bytes: {fixed}")
     conf = yaml.safe_load((REPO / "conf" / f"{args.config}.yaml").read_text())
     tts_conf = conf["tts_conf"]
     tts_conf.pop("latent", None), tts_conf.pop("latent_conf", None)

@@ -67,7 +67,8 @@ class StreamingSession:
         param = next(self.lm.parameters())
         self.device = param.device
         rows = 2 if cfg_scale != 1.0 else 1
-        self.state = DecodingState(self.lm, rows, tts.max_positions, self.device, param.dtype, fixed_shape, decode_graph)
+        self.state = DecodingState(self.lm, rows, tts.max_positions, self.device, param.dtype,
+                                   fixed_shape, decode_graph)
         self.unchecked: List[torch.Tensor] = []  # stop probabilities [1] of the newest frames, not yet read
         self.check_every = STOP_CHECK_EVERY if fixed_shape else 1
         self.max_frames = max_frames if max_frames is not None else tts.max_positions

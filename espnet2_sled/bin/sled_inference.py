@@ -58,7 +58,8 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--decode_graph", type=str2bool, default=None,
                        help="replay the decode step as a CUDA graph (default: on with a GPU, off on CPU)")
     group.add_argument("--quantize", default="none", choices=["none", "int8"],
-                       help="int8: dynamic int8 linears in the decoder and generator (CPU only; drift in modules/precision.py)")
+                       help="int8: dynamic int8 linears in the decoder and generator "
+                            "(CPU only; drift in modules/precision.py)")
     group.add_argument("--decode_dtype", default="float32", choices=["float32", "bfloat16"],
                        help="bfloat16: bf16 backbone, fp32 generator output / stop head / latent decoder (for GPUs)")
     group = parser.add_argument_group("Streaming")

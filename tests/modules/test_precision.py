@@ -22,7 +22,8 @@ def decode(model, noise, **kw):
                         max_frames=FRAMES, noise=noise, **kw)
 
 
-@pytest.mark.parametrize("option, bound", [(dict(quantize="int8"), INT8_DRIFT), (dict(decode_dtype="bfloat16"), BF16_DRIFT)])
+@pytest.mark.parametrize("option, bound", [(dict(quantize="int8"), INT8_DRIFT),
+                                           (dict(decode_dtype="bfloat16"), BF16_DRIFT)])
 def test_drift_from_fp32_is_within_the_documented_bound(option, bound):
     for seed in range(3):
         model = tiny_sled(seed=seed).eval()
