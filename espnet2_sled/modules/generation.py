@@ -74,6 +74,7 @@ class DecodingState:
         self.feed(emb, torch.ones(emb.shape[:2], dtype=torch.bool, device=emb.device))
 
     # ------------------------------------------------------------------ the decode step
+    @torch.no_grad()  # decoding never needs gradients; a graph must not record autograd
     def step(self, noise: torch.Tensor, cfg_scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """Sample one frame per row from the last hidden states and feed it back.
 
