@@ -62,7 +62,8 @@ def decode_pieces(
     if isinstance(noise, torch.Tensor):
         raise ValueError(f"{name} is spoken as {len(pieces)} pieces; give a seed or a torch.Generator, "
                          "not an explicit noise tensor")
-    options = tts.decode_options(**{k: decode_conf.get(k) for k in ("cfg_scale", "stop_threshold", "keep_stop_frame")})
+    options = tts.decode_options(**{k: decode_conf.get(k) for k in ("cfg_scale", "stop_threshold", "keep_stop_frame",
+                                                                  "decode_graph")})
     if noise is None and decode_conf.get("seed") is not None:
         noise = torch.Generator(device=t2s.device).manual_seed(int(decode_conf["seed"]))
     prefix = "" if prompt_latents is None else prompt_text.strip() + " "

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, List, Optional
 
 import torch
 
-from espnet2_sled.modules.generation import DecodingState, NoiseSource, draw_noise
+from espnet2_sled.modules.generation import STOP_CHECK_EVERY, DecodingState, NoiseSource, draw_noise
 from espnet2_sled.modules.layout import dropped_text, streaming_turn
 
 
@@ -43,20 +43,22 @@ class Progress:
     """Everything a session changes as it runs (the model, options and caches are fixed).
 
     The sequence fed so far is the layout's turns (``modules/layout.streaming_turn``): the
-    first ``num_read`` tokens, interleaved with the frames written; ``pending`` is the last
-    frame written and not yet fed (it precedes whatever comes next)."""
+    first ``num_read`` tokens, interleaved with the frames written; ``pending`` is a forced
+    (voice-prompt) frame not yet fed (it precedes whatever comes next); sampled frames are
+    fed back by the decode step itself (``DecodingState.step``)."""
 
     text: str = ""  # all text pushed; tokenised up to its last whitespace (a word may still grow)
     tokens: List[int] = field(default_factory=list)  # <s> + ids of the tokenised text (+ </s> once ended)
     num_read: int = 0  # tokens fed to the model
     text_ended: bool = False
     writes_left: Optional[int] = 0  # frames to write before the next read (None: until the stop)
-    pending: Optional[torch.Tensor] = None  # [1, D]
+    pending: Optional[torch.Tensor] = None  # [1, D] forced frame
     sampled: int = 0  # frames sampled so far (the noise step)
     finished: bool = False
     stopped_early: bool = False  # the stop head fired before the whole text was read
     hit_position_limit: bool = False  # ended because the positions ran out (not at the stop head)
     chunk_frames: List[torch.Tensor] = field(default_factory=list)  # written, not yet emitted
+    unchecked: List[torch.Tensor] = field(default_factory=list)  # stop probs [1] of the newest frames, unread
     chunk_compute: float = 0.0  # seconds spent on them
     chunks_emitted: int = 0
 
@@ -74,11 +76,14 @@ class StreamingSession:
         prompt_latents: Optional[torch.Tensor] = None,
         allow_early_stop: bool = True,
         decode_audio: bool = True,
+        decode_graph: Optional[bool] = None,
+        fixed_shape: bool = True,
     ):
         """tts: a ``SLED`` model; tokenize: text -> ids without sentence markers.
 
         prompt_latents ``[P, D]``: a voice prompt whose transcript must be the first text
         pushed; its frames are forced into the schedule as if generated, and not emitted.
+        ``decode_graph`` / ``fixed_shape``: how the decode step runs (``DecodingState``).
         """
         self.tts, self.lm, self.tokenize = tts, tts.lm, tokenize
         self.cfg_scale, self.stop_threshold, self.keep_stop_frame = cfg_scale, stop_threshold, keep_stop_frame
@@ -88,7 +93,9 @@ class StreamingSession:
         param = next(self.lm.parameters())
         self.device = param.device
         rows = 2 if cfg_scale != 1.0 else 1
-        self.state = DecodingState(self.lm, rows, tts.max_positions, self.device, param.dtype)
+        self.state = DecodingState(self.lm, rows, tts.max_positions, self.device, param.dtype,
+                                   fixed_shape, decode_graph)
+        self.check_every = STOP_CHECK_EVERY if fixed_shape else 1  # stop flags read every k frames
         self.max_frames = max_frames if max_frames is not None else tts.max_positions
         self.audio_decoder = None
         if decode_audio and tts.latent_space is not None:
@@ -208,38 +215,64 @@ class StreamingSession:
         while progress.writes_left is None or progress.writes_left > 0:
             start = time.perf_counter()
             if progress.pending is not None:
-                all_read = progress.text_ended and progress.num_read == len(progress.tokens)
-                if all_read and self.state.length + 1 >= self.state.cache.capacity:
-                    # All text read and the positions used up: end here, with as many frames as offline decoding.
-                    progress.finished = progress.hit_position_limit = True
-                    return self._flush()
                 self._guard_capacity(1)
                 self.state.feed_frames(progress.pending[None])
                 progress.pending = None
             if self.forced:
                 frame = self.forced.pop(0)[None]
                 self._decode_audio(frame, keep=False)
+                progress.pending = frame
             else:
-                noise = draw_noise(self.noise, progress.sampled, 1, self.lm.noise_dim, self.device)
-                frame, stop_prob = self.lm.sample_frame(self.state.last_hidden, noise, self.cfg_scale)
-                progress.sampled += 1
-                all_read = progress.text_ended and progress.num_read == len(progress.tokens)
-                stop = float(stop_prob[0]) >= self.stop_threshold and (self.allow_early_stop or all_read)
-                if stop or progress.sampled >= self.max_frames:
-                    progress.finished = True
-                    progress.stopped_early = not all_read
-                    if self.keep_stop_frame or not stop:
-                        progress.chunk_frames.append(frame.float())
-                    progress.chunk_compute += time.perf_counter() - start
+                if self.state.length + 1 > self.state.cache.capacity and self._all_read():
+                    # All text read and the positions used up: end here, with as many frames
+                    # as offline decoding (unless a stop flag not yet read ends it earlier).
+                    if not (progress.unchecked and self._stopped()):
+                        progress.finished = progress.hit_position_limit = True
                     return self._flush()
+                noise = draw_noise(self.noise, progress.sampled, 1, self.lm.noise_dim, self.device)
+                self._guard_capacity(1)
+                frame, stop_prob = self.state.step(noise, self.cfg_scale)  # sampled and fed back
+                progress.sampled += 1
                 progress.chunk_frames.append(frame.float())
-            progress.pending = frame
+                progress.unchecked.append(stop_prob)
             if progress.writes_left is not None:
                 progress.writes_left -= 1
             progress.chunk_compute += time.perf_counter() - start
+            if progress.unchecked and self._stop_check_due() and self._stopped():
+                return self._flush()
             if len(progress.chunk_frames) >= self.frames_per_chunk:
                 return self._flush()
         return None
+
+    def _all_read(self) -> bool:
+        return self.progress.text_ended and self.progress.num_read == len(self.progress.tokens)
+
+    def _stop_check_due(self) -> bool:
+        """Stop flags are read every ``check_every`` frames, and always before a chunk is
+        emitted, before the next text is read, at max_frames and at the end of explicit noise."""
+        progress = self.progress
+        noise_steps = self.noise.shape[1] if isinstance(self.noise, torch.Tensor) else None
+        return (len(progress.unchecked) >= self.check_every or len(progress.chunk_frames) >= self.frames_per_chunk
+                or progress.writes_left == 0 or progress.sampled >= self.max_frames
+                or (noise_steps is not None and progress.sampled >= noise_steps))
+
+    def _stopped(self) -> bool:
+        """Read the unchecked stop flags; on a stop (or max_frames) finish, dropping the frames
+        sampled after the stop (and the stop frame unless ``keep_stop_frame``)."""
+        progress = self.progress
+        probs = torch.cat(progress.unchecked)  # [n], the last n entries of chunk_frames
+        n, progress.unchecked = probs.shape[0], []
+        all_read = self._all_read()
+        hits = (probs >= self.stop_threshold).nonzero()
+        stop = hits.shape[0] > 0 and (self.allow_early_stop or all_read)
+        if not stop and progress.sampled < self.max_frames:
+            return False
+        progress.finished = True
+        progress.stopped_early = not all_read
+        if stop:
+            end = len(progress.chunk_frames) - n + int(hits[0, 0]) + int(self.keep_stop_frame)
+            progress.chunk_frames = progress.chunk_frames[:end]
+        return True
 
     def _decode_audio(self, frames: torch.Tensor, keep: bool) -> Optional[torch.Tensor]:
         if self.audio_decoder is None:

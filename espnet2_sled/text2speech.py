@@ -8,6 +8,10 @@ returns itself.
     >>> from espnet2_sled.text2speech import SLEDText2Speech
     >>> tts = SLEDText2Speech.from_pretrained("exp/sled/sled.zip", cfg_scale=2.0)
     >>> out = tts("Hello there.", seed=0)      # {"feat_gen": [T, D], "wav": [T * 320]}
+
+Speed options: ``decode_graph`` (replay the decode step as a CUDA graph; default on for
+CUDA, off for CPU), ``quantize="int8"`` (CPU) and ``decode_dtype="bfloat16"`` (GPU): both
+opt-in, their gap to fp32 in ``espnet2_sled/modules/precision.py``.
 """
 
 import math
@@ -22,8 +26,9 @@ from espnet2.bin.tts_inference import Text2Speech
 
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled before ESPnet builds the model)
 from espnet2_sled.checkpoint import load_model_file
+from espnet2_sled.modules.precision import prepare_for_decoding
 
-DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame")
+DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame", "decode_graph")
 # A slow English speaking rate (characters per second, spaces included; read speech is
 # about 15): long text is cut into pieces whose audio at this rate fits max_positions.
 SLOW_CHARS_PER_SECOND = 12.0
@@ -66,6 +71,9 @@ class SLEDText2Speech(Text2Speech):
         use_teacher_forcing: bool = False,
         device: str = "cpu",
         dtype: str = "float32",
+        decode_graph: Optional[bool] = None,
+        quantize: Optional[str] = None,
+        decode_dtype: Optional[str] = None,
         **kwargs,
     ):
         if train_config is None and model_file is not None:
@@ -80,9 +88,10 @@ class SLEDText2Speech(Text2Speech):
         self.decode_conf.update(
             {k: v for k, v in dict(
                 cfg_scale=cfg_scale, stop_threshold=stop_threshold, max_frames=max_frames,
-                seed=seed, keep_stop_frame=keep_stop_frame,
+                seed=seed, keep_stop_frame=keep_stop_frame, decode_graph=decode_graph,
             ).items() if v is not None}
         )
+        prepare_for_decoding(self.tts.lm, quantize, decode_dtype)  # the latent decoder is never converted
 
     @classmethod
     def from_pretrained(cls, model_tag: Optional[str] = None, cachedir: Optional[str] = None, **kwargs):
@@ -195,7 +204,7 @@ class SLEDText2Speech(Text2Speech):
                 session = StreamingSession(
                     self.tts, lambda text: self.tokenize(text, warn=False).tolist(), opts["cfg_scale"],
                     opts["stop_threshold"], opts["keep_stop_frame"], cfg.get("max_frames"), noise, prompt_latents,
-                    allow_early_stop,
+                    allow_early_stop, decode_graph=cfg.get("decode_graph"),
                 )
             if prompt_latents is not None:
                 session.push_text(prompt_text.strip() + " ")  # read lazily, with the first text

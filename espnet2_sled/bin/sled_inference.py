@@ -59,6 +59,14 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=0, help="noise seed; utterance i uses seed + i")
     group.add_argument("--keep_stop_frame", type=str2bool, default=None)
     group.add_argument("--use_teacher_forcing", type=str2bool, default=False, help="resynthesise the 'speech' latents")
+    group = parser.add_argument_group("Speed")
+    group.add_argument("--decode_graph", type=str2bool, default=None,
+                       help="replay the decode step as a CUDA graph (default: on with a GPU, off on CPU)")
+    group.add_argument("--quantize", default="none", choices=["none", "int8"],
+                       help="int8: dynamic int8 linears in the decoder and generator "
+                            "(CPU only; drift in modules/precision.py)")
+    group.add_argument("--decode_dtype", default="float32", choices=["float32", "bfloat16"],
+                       help="bfloat16: bf16 backbone, fp32 generator output / stop head / latent decoder (for GPUs)")
     group = parser.add_argument_group("Streaming")
     group.add_argument("--streaming", type=str2bool, default=False, help="decode through a StreamingSession")
     group.add_argument("--stream_text_by", default="whole", choices=["whole", "word", "char"],
@@ -148,6 +156,7 @@ def inference(args: argparse.Namespace) -> None:
         args.model_tag, train_config=args.train_config, model_file=args.model_file, cfg_scale=args.cfg_scale,
         stop_threshold=args.stop_threshold, max_frames=args.max_frames, keep_stop_frame=args.keep_stop_frame,
         use_teacher_forcing=args.use_teacher_forcing, device=device, dtype=args.dtype,
+        decode_graph=args.decode_graph, quantize=args.quantize, decode_dtype=args.decode_dtype,
     )
     inputs = {name: (path, kind) for path, name, kind in args.data_path_and_name_and_type}
     if "text" not in inputs:
@@ -297,7 +306,8 @@ def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, tor
         torch.randn(max_frames, tts.lm.noise_dim, generator=torch.Generator().manual_seed(args.seed + index + b))
         for b in rows
     ]).to(t2s.device)
-    options = {k: v for k, v in t2s.decode_conf.items() if k in ("cfg_scale", "stop_threshold", "keep_stop_frame")}
+    options = {k: v for k, v in t2s.decode_conf.items()
+               if k in ("cfg_scale", "stop_threshold", "keep_stop_frame", "decode_graph")}
     gen = tts.generate_batch(text, text_lengths, max_frames=max_frames, noise=noise, **options)
     threshold = tts.decode_options(**options)["stop_threshold"]
     for i, b in enumerate(rows):

@@ -2,6 +2,7 @@
 """Train SLED with ESPnet's trainer: the same options as ``espnet2.bin.tts_train``."""
 
 import espnet2_sled.registry  # noqa: F401  (tts: sled for ESPnet's parser and model builder)
+from espnet2_sled.memory import return_large_frees_to_os
 from espnet2_sled.tasks.sled import SLEDTask
 
 
@@ -14,6 +15,7 @@ def main(cmd=None):
     python -m espnet2_sled.bin.sled_train --print_config --tts sled --odim 128
     python -m espnet2_sled.bin.sled_train --config conf/debug.yaml --odim 80 ...
     """
+    return_large_frees_to_os()  # peak training memory: freed activations go back to the OS
     SLEDTask.main(cmd=cmd)
 
 

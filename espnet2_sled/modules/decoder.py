@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from espnet2_sled.modules.config import SLEDConfig
 
@@ -27,6 +28,13 @@ class RMSNorm(nn.Module):
         self.weight._no_weight_decay = True  # honoured by ESPnet's --exclude_weight_decay
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            # Keep only the input for the backward (the residual stream, kept anyway), not
+            # the normalised copy: recomputing it is one cheap pass (training memory).
+            return checkpoint(self.normalize, x, use_reentrant=False)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 (as HF Llama does), return in the input dtype.
         dtype = x.dtype
         x = x.float()
@@ -58,6 +66,9 @@ class KVCache:
 
     ``visible [R, capacity]`` says which cached slots may be attended to (padding and
     masked text are never visible). Slots are shared columns across the rows of a batch.
+    ``length`` (host) and ``write_index`` (``[1]`` long, on the device) both count the
+    slots in use: eager feeds read the first, the fixed-shape step (``Decoder.step``) reads
+    and advances the second, so a captured step needs no host value.
     """
 
     def __init__(self, num_layers, rows, heads, head_dim, capacity, device, dtype):
@@ -65,20 +76,36 @@ class KVCache:
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.visible = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
+        self.write_index = torch.zeros(1, dtype=torch.long, device=device)
         self.length = 0
         self.capacity = capacity
 
     def reserve(self, num_slots: int, visible: torch.Tensor) -> slice:
         """Claim the next ``num_slots`` columns; visible ``[R, num_slots]``."""
+        self.check_room(num_slots)
+        span = slice(self.length, self.length + num_slots)
+        self.visible[:, span] = visible
+        self.length += num_slots
+        self.write_index.fill_(self.length)
+        return span
+
+    def check_room(self, num_slots: int) -> None:
         if self.length + num_slots > self.capacity:
             raise RuntimeError(
                 f"KV cache full: {self.length} + {num_slots} slots exceed its capacity "
                 f"{self.capacity} (the model's max_positions); shorten the text or max_frames"
             )
-        span = slice(self.length, self.length + num_slots)
-        self.visible[:, span] = visible
-        self.length += num_slots
-        return span
+
+    def window(self, slots: int) -> int:
+        """Keys a one-slot step attends to once ``slots`` are in use: the smallest of
+        64, 128, 256, .. (capped at the capacity) that holds them. The step's shapes change
+        only when the window doubles (a handful of captured graphs per decode, never one per
+        step), and its attention reads at most twice the live keys, not the whole capacity
+        (capacity 2048 at batch 64 with CFG would be ~25 GB of fp32 keys/values per step)."""
+        window = 64
+        while window < slots:
+            window *= 2
+        return min(window, self.capacity)
 
 
 def attention_mask(visible_keys: torch.Tensor, num_queries: int, query_offset: int) -> torch.Tensor:
@@ -129,7 +156,14 @@ class Attention(nn.Module):
         )
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is not None:
+        if cache is not None and isinstance(span, torch.Tensor):
+            # Fixed-shape step: write at the device index, attend over the whole window
+            # (the mask hides unwritten and invisible slots), same shapes every step.
+            cache.keys[layer].index_copy_(2, span, k.to(cache.keys[layer].dtype))
+            cache.values[layer].index_copy_(2, span, v.to(cache.values[layer].dtype))
+            k = cache.keys[layer][:, :, : mask.shape[-1]]
+            v = cache.values[layer][:, :, : mask.shape[-1]]
+        elif cache is not None:
             cache.keys[layer][:, :, span] = k
             cache.values[layer][:, :, span] = v
             k = cache.keys[layer][:, :, : span.stop]
@@ -139,7 +173,15 @@ class Attention(nn.Module):
             scores = (q[:, :h] @ k[:, :h].transpose(-1, -2).to(q.dtype)).float() * self.head_dim**-0.5
             probe.probs[layer] = scores.masked_fill(~mask, float("-inf")).softmax(-1)
         dropout = self.attention_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
+        if dropout > 0 and q.device.type == "cpu" and torch.is_grad_enabled():
+            # With dropout, CPU SDPA falls back to its math kernel, which keeps ~4 fp32
+            # [B, H, L, L] tensors per layer for the backward (~1.5 GB for 4 x 5 s on the paper
+            # config). Recompute them in the backward instead (~2% more compute); the RNG
+            # state is replayed, so the dropout mask, loss and gradients are unchanged.
+            y = checkpoint(F.scaled_dot_product_attention, q, k.to(q.dtype), v.to(q.dtype), mask, dropout,
+                           use_reentrant=False)
+        else:
+            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
         return self.o_proj(y.transpose(1, 2).reshape(B, L, -1))
 
 
@@ -153,7 +195,15 @@ class SwiGLU(nn.Module):
         self.dropout = nn.Dropout(config.activation_dropout)
 
     def forward(self, x):
-        return self.down_proj(self.dropout(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        if self.training and self.dropout.p > 0 and torch.is_grad_enabled():
+            # Recompute silu(gate) and the dropout mask in the backward instead of keeping
+            # them (training memory); the RNG state is replayed: same mask, same gradients.
+            return self.down_proj(checkpoint(self.activation, gate, up, use_reentrant=False))
+        return self.down_proj(self.activation(gate, up))
+
+    def activation(self, gate, up):
+        return self.dropout(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -213,6 +263,28 @@ class Decoder(nn.Module):
             mask = attention_mask(cache.visible[:, : span.stop], L, offset)
         for i, block in enumerate(self.layers):
             x = block(x, rope, mask, cache, i, span, probe)
+        return self.norm(x)
+
+    def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache, window: int) -> torch.Tensor:
+        """The fixed-shape decode step: one visible slot per row. x ``[R, 1, dim]``,
+        positions ``[R, 1]`` (on the device) -> hidden ``[R, 1, dim]``.
+
+        Writes at ``cache.write_index`` and advances it, marks the slot visible in place, and
+        attends over the first ``window`` slots (``cache.window``) with the visibility mask:
+        no host value is read, so the step can be compiled or captured as a CUDA graph.
+        Equal to ``forward(x, positions, ones, cache)`` (the caller advances ``cache.length``).
+        """
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        if self.inv_freq.device != positions.device:  # moved once, by the eager warm-up (no copy in a graph)
+            self.inv_freq = self.inv_freq.to(positions.device)
+        rope = rotary_cos_sin(positions, self.inv_freq, dtype)
+        index = cache.write_index
+        cache.visible.index_fill_(1, index, True)
+        # Slots past the write index are not yet visible, so visibility alone is the causal mask.
+        mask = cache.visible[:, None, None, :window]
+        for i, block in enumerate(self.layers):
+            x = block(x, rope, mask, cache, i, index)
+        cache.write_index.add_(1)
         return self.norm(x)
 
 

@@ -9,6 +9,7 @@ At initialisation every gate and the output layer are zero: the generator output
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from espnet2_sled.modules.config import SLEDConfig
 
@@ -27,9 +28,20 @@ class NoiseModulatedBlock(nn.Module):
         self.fc2 = nn.Linear(width, width)
 
     def forward(self, x, noise_embedding):
-        shift, scale, gate = self.modulation(F.silu(self.noise_norm(noise_embedding))).chunk(3, dim=-1)
+        if self.training and torch.is_grad_enabled():  # keep the shared noise embedding, not its norm
+            noise_features = checkpoint(self.noise_features, noise_embedding, use_reentrant=False)
+        else:
+            noise_features = self.noise_features(noise_embedding)
+        shift, scale, gate = self.modulation(noise_features).chunk(3, dim=-1)
         h = self.fc2(F.silu(self.fc1(modulate(self.in_norm(x), shift, scale))))
+        if torch.is_grad_enabled():
+            # `gate * h` keeps gate for the backward; as a view it would keep the whole
+            # [.., 3 * width] modulation output alive (training memory), as a copy only a third.
+            gate = gate.contiguous()
         return x + gate * h
+
+    def noise_features(self, noise_embedding):
+        return F.silu(self.noise_norm(noise_embedding))
 
 
 class NoiseModulatedOutput(nn.Module):
@@ -79,4 +91,5 @@ class FrameGenerator(nn.Module):
         x = self.cond_proj(z)
         for block in self.blocks:
             x = block(x, n)
-        return self.output(x, n)
+        dtype = self.output.linear.weight.dtype  # fp32 output layer under a bf16 trunk (modules/precision.py)
+        return self.output(x.to(dtype), n.to(dtype))

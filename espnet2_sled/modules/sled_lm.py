@@ -178,9 +178,10 @@ class SLEDLM(nn.Module):
         B = noise.shape[0]
         h_cond = hidden[:B]
         h = h_cond
-        if hidden.shape[0] == 2 * B:
-            h_uncond = hidden[B:]
-            h = h_uncond + cfg_scale * (h_cond - h_uncond)
+        if hidden.shape[0] == 2 * B:  # the guidance sum in fp32 (a no-op for an fp32 backbone)
+            h_uncond = hidden[B:].float()
+            h = (h_uncond + cfg_scale * (h_cond.float() - h_uncond)).to(hidden.dtype)
         frame = self.generator(h, noise.to(h.dtype))
-        stop_prob = torch.sigmoid(self.stop_head(h_cond).float().squeeze(-1))
+        # The stop head stays fp32 when the backbone is bf16 (modules/precision.py).
+        stop_prob = torch.sigmoid(self.stop_head(h_cond.to(self.stop_head.weight.dtype)).float().squeeze(-1))
         return frame, stop_prob

@@ -193,7 +193,7 @@ class SLED(AbsTTS):
         return generate(
             self.lm, wrapped, wrapped_lengths, self.eos_id, prompt, prompt_lengths,
             options["cfg_scale"], options["stop_threshold"], max_frames, self.max_positions,
-            noise, options["keep_stop_frame"],
+            noise, options["keep_stop_frame"], decode_graph=options.get("decode_graph"),
         )
 
     @torch.no_grad()
@@ -210,6 +210,7 @@ class SLED(AbsTTS):
         noise=None,
         keep_stop_frame: Optional[bool] = None,
         decode_wav: bool = True,
+        decode_graph: Optional[bool] = None,
         **kwargs,
     ) -> Dict[str, torch.Tensor]:
         """text ``[N]`` ids -> ``feat_gen [T, odim]`` (+ ``wav [T * hop]`` with a latent space).
@@ -217,6 +218,7 @@ class SLED(AbsTTS):
         prompt_latents ``[P, odim]``: voice prompt (its text must be part of ``text``);
         the prompt is decoded together with the new frames and its audio cut off.
         ``use_teacher_forcing``: return ``feats`` resynthesised (the latent-space upper bound).
+        ``decode_graph``: replay the decode step as a CUDA graph (None: on CUDA only).
         """
         if use_teacher_forcing:
             if feats is None:
@@ -226,7 +228,7 @@ class SLED(AbsTTS):
         out = self.generate_batch(
             text[None], torch.tensor([text.shape[0]], device=text.device), prompt, None,
             max_frames, noise, seed, cfg_scale=cfg_scale, stop_threshold=stop_threshold,
-            keep_stop_frame=keep_stop_frame,
+            keep_stop_frame=keep_stop_frame, decode_graph=decode_graph,
         )
         frames = out.frames[0, : int(out.lengths[0])]
         result = self.outputs_for(frames, prompt_latents, decode_wav)
