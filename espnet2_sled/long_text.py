@@ -123,7 +123,7 @@ class PiecewiseSession:
         self.pieces = 0
         self.tokens_read = 0  # text tokens (with markers) the model read, over finished pieces
         self.tokens_total = 0
-        self.stopped_early = False
+        self.ended_early = False  # a finished piece stopped before reading all its text
         self.hit_position_limit = False
         self.chunks_emitted = 0
         self.text_ended = False
@@ -131,6 +131,12 @@ class PiecewiseSession:
         self.closed = False
         self.has_text = False
         self.started = time.perf_counter()
+
+    @property
+    def stopped_early(self) -> bool:
+        """A piece stopped (stop head or max_frames) before reading all its text; also
+        true while the current piece has so stopped and waits for more text or the end."""
+        return self.ended_early or (self.session is not None and self.session.stopped_early)
 
     # ------------------------------------------------------------------ public
     def push_text(self, text: str) -> Iterator[Chunk]:
@@ -232,7 +238,7 @@ class PiecewiseSession:
         self.tokens_read += session.num_read
         self.tokens_total += len(session.tokens)
         if session.stopped_early:
-            self.stopped_early = True
+            self.ended_early = True
             warnings.warn(
                 f"streaming piece {self.pieces}: the model stopped after reading {session.num_read} of "
                 f"{len(session.tokens)} text tokens; the rest of that text was not spoken "
