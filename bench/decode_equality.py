@@ -81,10 +81,10 @@ def main():
     failed = False
     for config in args.configs:
         model = build(config, device).eval()
-        for case, run in (("padded batch", lambda: offline(model, device, graph)),
-                          ("voice prompt", lambda: offline(model, device, graph, prompt_frames=7)),
-                          ("streaming", lambda: streaming(model, device, graph))):
-            out = run()
+        cases = (("padded batch", offline, {}), ("voice prompt", offline, dict(prompt_frames=7)),
+                 ("streaming", streaming, {}))
+        for case, decode, options in cases:
+            out = decode(model, device, graph, **options)
             ref_frames, ref_lengths = out["eager"]
             for name in ("fixed", "graph"):
                 frames, lengths = out[name]

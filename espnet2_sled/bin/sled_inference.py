@@ -30,8 +30,7 @@ from espnet2_sled.fileio import read_table as read_kaldi_table
 from espnet2_sled.fileio import write_wav
 from espnet2_sled.long_text import stopped_at_head, warn_cut_off
 from espnet2_sled.tasks.sled import SLEDTask
-from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech  # noqa: F401 (re-exported)
-from espnet2_sled.text2speech import check_finite_prompt, read_prompt_audio
+from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech, check_finite_prompt, read_prompt_audio  # noqa: F401 (re-exported)
 
 
 def get_parser() -> argparse.ArgumentParser:

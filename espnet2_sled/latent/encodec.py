@@ -23,8 +23,7 @@ from .audio import as_batch
 from .base import LatentSpace, StreamingLatentDecoder
 from .quantizer import ResidualCodebooks
 from .seanet import SEANetDecoder, SEANetEncoder
-from .weights import (assign_section, codebooks_from, find_cached_weights, group_section,
-                      randomize, read_weights)
+from .weights import assign_section, codebooks_from, find_cached_weights, group_section, randomize, read_weights
 
 # Per-level std of the random codebooks: roughly the spread of a random encoder's output,
 # shrinking like RVQ residuals, so that weights="random" latents depend on the input.

@@ -16,8 +16,19 @@ from typing import Any, Dict, Optional
 from aiohttp import WSMsgType, web
 
 from espnet2_sled.serve.protocol import (
-    AUDIO_ENCODING, INTERNAL_ERROR, INVALID_PAYLOAD, MESSAGE_TOO_BIG, NORMAL, POLICY_VIOLATION, UNSUPPORTED_DATA,
-    Limits, RequestError, StreamRequest, parse_synthesis_request, pcm16, wav_bytes,
+    AUDIO_ENCODING,
+    INTERNAL_ERROR,
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
+    NORMAL,
+    POLICY_VIOLATION,
+    UNSUPPORTED_DATA,
+    Limits,
+    RequestError,
+    StreamRequest,
+    parse_synthesis_request,
+    pcm16,
+    wav_bytes,
 )
 from espnet2_sled.serve.scheduler import Scheduler
 

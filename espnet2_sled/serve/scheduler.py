@@ -37,7 +37,14 @@ from concurrent.futures import Future
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from espnet2_sled.serve.protocol import (
-    INTERNAL_ERROR, INVALID_PAYLOAD, TRY_AGAIN_LATER, Limits, Message, RequestError, SynthesisOptions, pcm16,
+    INTERNAL_ERROR,
+    INVALID_PAYLOAD,
+    TRY_AGAIN_LATER,
+    Limits,
+    Message,
+    RequestError,
+    SynthesisOptions,
+    pcm16,
 )
 
 log = logging.getLogger(__name__)

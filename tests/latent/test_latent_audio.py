@@ -1,13 +1,12 @@
 """Audio loading: mono 24 kHz from any rate/channels, segments, clear errors naming the file."""
 
-import math
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from espnet2_sled.latent import EncodecLatent, MelLatent
+from espnet2_sled.latent import MelLatent
 from espnet2_sled.latent.audio import AudioError, load_audio
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from latent_testutils import fill_reference_state
 from espnet2_sled.latent import EncodecLatent
+from latent_testutils import fill_reference_state
 
 LENGTHS = [1, 321, 24000 + 17]
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_models import offline_exp  # noqa: F401  (fixture: a tiny trained mel model, decoding-input tests)
 
 from espnet2_sled.bin import sled_train
 from factory import train_args, write_dataset

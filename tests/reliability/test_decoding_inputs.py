@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_models import HOP, load, train_tiny
 
 from factory import REPO
-from tiny_models import HOP, load, offline_exp, train_tiny  # noqa: F401 (fixture)
 
 TEXT = "the cat sat on the mat."
 

@@ -6,8 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from tiny_models import HOP, load, offline_exp  # noqa: F401 (fixture)
+from tiny_models import HOP, load
 
 SENTENCES = [
     "The kettle clicked off just as the phone rang, and we missed the last bus home.",

@@ -10,12 +10,11 @@ import time
 
 import pytest
 import yaml
+from served import IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS
 
 from espnet2_sled.bin import sled_train
 from espnet2_sled.bin.serve import find_checkpoint
 from factory import DEBUG_CONF, REPO, train_args, write_dataset
-from served import IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS
-
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import os
 
 import pytest
 import soundfile as sf
-
 from served import sine_prompt, wait_idle
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -7,11 +7,15 @@ import json
 
 import aiohttp
 import pytest
+from served import IDLE_TIMEOUT, MAX_TEXT_CHARS, pieces_of, post, run, sine_prompt, stream, wait_idle
 
 from espnet2_sled.serve.protocol import (
-    INVALID_PAYLOAD, MESSAGE_TOO_BIG, NORMAL, POLICY_VIOLATION, UNSUPPORTED_DATA,
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
+    NORMAL,
+    POLICY_VIOLATION,
+    UNSUPPORTED_DATA,
 )
-from served import IDLE_TIMEOUT, MAX_TEXT_CHARS, pieces_of, post, run, sine_prompt, stream, wait_idle
 
 NOT_AUDIO = base64.b64encode(b"RIFF? no, just some text pretending to be a file").decode()
 PROMPT = sine_prompt()[2]

@@ -8,7 +8,13 @@ import soundfile as sf
 import torch
 
 from espnet2_sled.serve.protocol import (
-    MESSAGE_TOO_BIG, POLICY_VIOLATION, Limits, RequestError, StreamRequest, pcm16, wav_bytes,
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    Limits,
+    RequestError,
+    StreamRequest,
+    pcm16,
+    wav_bytes,
 )
 
 

@@ -7,11 +7,20 @@ import io
 import aiohttp
 import numpy as np
 import soundfile as sf
+from served import (
+    MAX_SESSIONS,
+    Received,
+    get_json,
+    pieces_of,
+    post,
+    reference_stream,
+    run,
+    sine_prompt,
+    stream,
+    wait_idle,
+)
 
 from espnet2_sled.serve.protocol import NORMAL, TRY_AGAIN_LATER, pcm16
-from served import (
-    MAX_SESSIONS, Received, get_json, pieces_of, post, reference_stream, run, sine_prompt, stream, wait_idle,
-)
 
 TEXT = "the cat sat on the mat."
 # stop_threshold > 1: the stop head never fires, so every run makes exactly max_frames frames

@@ -1,10 +1,10 @@
 """Streaming audio = offline decoding of the same frames (Encodec, random weights)."""
 
 import torch
+from test_session import TEXT, char_tokens
 
 from espnet2_sled.streaming import StreamingSession
 from factory import tiny_sled
-from test_session import TEXT, char_tokens
 
 
 def test_concatenated_stream_audio_equals_offline_decode_of_same_frames():

@@ -19,9 +19,15 @@ from espnet2_sled.bin.import_upstream import import_checkpoint
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import SLEDText2Speech
 from espnet2_sled.tts.sled import SLED
-from espnet2_sled.upstream.checkpoint import (UpstreamCheckpointError, config_from_tts_conf, export_state_dict,
-                                              ours_to_upstream, tts_conf_from_config, upstream_shapes,
-                                              upstream_to_ours)
+from espnet2_sled.upstream.checkpoint import (
+    UpstreamCheckpointError,
+    config_from_tts_conf,
+    export_state_dict,
+    ours_to_upstream,
+    tts_conf_from_config,
+    upstream_shapes,
+    upstream_to_ours,
+)
 from factory import load_yaml
 from synthetic import random_state, tiny_config, write_checkpoint
 

@@ -10,8 +10,14 @@ from espnet2.tasks.tts import TTSTask
 from transformers import RobertaTokenizer
 
 from espnet2_sled.tasks.sled import SLEDTask
-from espnet2_sled.upstream.tokenizer import (BYTE_BPE, ByteLevelBPETokenizer, TokenizerFilesError, build_byte_bpe,
-                                             read_vocab, token_list_from_vocab)
+from espnet2_sled.upstream.tokenizer import (
+    BYTE_BPE,
+    ByteLevelBPETokenizer,
+    TokenizerFilesError,
+    build_byte_bpe,
+    read_vocab,
+    token_list_from_vocab,
+)
 from synthetic import write_tokenizer
 
 TRICKY = [

@@ -29,8 +29,9 @@ def main():
         parser.error("give TEXT OUT pairs")
     none = {"none", "None", ""}
 
-    import espnet2_sled.registry  # noqa: F401  (token_type byte_bpe, cleaner sled_english)
     from espnet2.train.preprocessor import CommonPreprocessor
+
+    import espnet2_sled.registry  # noqa: F401  (token_type byte_bpe, cleaner sled_english)
 
     preprocess = CommonPreprocessor(
         train=False, token_type=args.token_type, token_list=args.token_list,
