@@ -118,7 +118,8 @@ def main():
                 session.close()
             first = median(firsts)
             budget = m * step + decode
-            print(f"[{mode}] decode step {step * 1e3:.2f} ms (floor of the schedule); time to first audio {first:.3f} s "
+            print(f"[{mode}] decode step {step * 1e3:.2f} ms (floor of the schedule); "
+                  f"time to first audio {first:.3f} s "
                   f"vs {m} x step + decode = {budget:.3f} s -> {first / budget:.2f}x (goal <= 1.2); steady-state RTF "
                   f"{median(rtfs):.3f} (compute s per audio s; floor {budget / (m / 75):.3f})", flush=True)
 

@@ -80,7 +80,9 @@ class SLEDText2Speech(Text2Speech):
             train_config = Path(model_file).parent / "config.yaml"
         # ESPnet's loader unpickles with weights_only=False and loads non-strictly: build the
         # model from its config, then read the weights safely and strictly (checkpoint.py).
-        super().__init__(train_config, None, use_teacher_forcing=use_teacher_forcing, device=device, dtype=dtype, **kwargs)
+        super().__init__(
+            train_config, None, use_teacher_forcing=use_teacher_forcing, device=device, dtype=dtype, **kwargs
+        )
         if type(self.tts).__name__ != "SLED":
             raise ValueError(f"{train_config} holds a '{type(self.tts).__name__}' model, not tts: sled")
         if model_file is not None:
@@ -143,7 +145,9 @@ class SLEDText2Speech(Text2Speech):
 
         return split_text(text, self.piece_fits(prompt_text, prompt_frames))
 
-    def encode_prompt(self, prompt_audio: Union[str, Path, np.ndarray, torch.Tensor], sample_rate: Optional[int] = None) -> torch.Tensor:
+    def encode_prompt(
+        self, prompt_audio: Union[str, Path, np.ndarray, torch.Tensor], sample_rate: Optional[int] = None
+    ) -> torch.Tensor:
         """Prompt audio (a path, or samples at ``sample_rate``) -> latents ``[P, D]``."""
         latent = self.tts.latent_space
         if latent is None:
@@ -194,7 +198,9 @@ class SLEDText2Speech(Text2Speech):
         if voice_prompt is not None:
             if not prompt_text or not prompt_text.strip():
                 raise ValueError("prompt_text is empty: a voice prompt needs its transcript")
-            is_latents = isinstance(voice_prompt, torch.Tensor) and prompt_sample_rate is None and voice_prompt.dim() == 2
+            is_latents = (
+                isinstance(voice_prompt, torch.Tensor) and prompt_sample_rate is None and voice_prompt.dim() == 2
+            )
             prompt_latents = voice_prompt if is_latents else self.encode_prompt(voice_prompt, prompt_sample_rate)
             if is_latents:
                 check_finite_prompt(prompt_latents, "voice_prompt (latents)")

@@ -117,8 +117,9 @@ class MelStreamingDecoder(StreamingLatentDecoder):
     samples. Phases continue smoothly across chunks, but the last frame of each chunk is
     built without seeing the next chunk, so quality drops with small chunks (flite speech,
     mel L1 after re-encoding: 0.04 one-shot, 0.08 with t=20, ~0.27 with t=3; pocketsphinx
-    gets every word at t=20 and one-shot, and loses the last few words at t<=3). Cost per frame ~ (context + t + 1) / t *
-    stream_griffin_lim_iters / griffin_lim_iters times the one-shot cost.
+    gets every word at t=20 and one-shot, and loses the last few words at t<=3). Cost per
+    frame ~ (context + t + 1) / t * stream_griffin_lim_iters / griffin_lim_iters times the
+    one-shot cost.
     """
 
     def __init__(self, latent: MelLatent, batch_size: int = 1):

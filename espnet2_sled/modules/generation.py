@@ -58,8 +58,8 @@ class DecodingState:
         """Append slots. x ``[R, l, dim]`` un-normalised embeddings, visible ``[R, l]`` bool."""
         positions = self.next_position[:, None] + (visible.long().cumsum(1) - 1).clamp(min=0)
         h = self.lm.decoder(self.lm.input_norm(x), positions, visible, self.cache)  # [R, l, dim]
-        l = visible.shape[1]
-        last = l - 1 - visible.flip(1).long().argmax(1)  # last visible slot of each row
+        slots = visible.shape[1]
+        last = slots - 1 - visible.flip(1).long().argmax(1)  # last visible slot of each row
         rows = torch.arange(h.shape[0], device=h.device)
         has_visible = visible.any(1)[:, None]
         # In place: a captured step reads these buffers at fixed addresses.
@@ -160,7 +160,9 @@ def draw_noise(noise: NoiseSource, step: int, batch: int, dim: int, device) -> t
     """[B, dim] noise for one step: from explicit ``[B, steps, dim]`` tensors, a generator, or the global RNG."""
     if isinstance(noise, torch.Tensor):
         if step >= noise.shape[1]:
-            raise ValueError(f"explicit noise has {noise.shape[1]} steps; step {step} needs more (pass max_frames <= steps)")
+            raise ValueError(
+                f"explicit noise has {noise.shape[1]} steps; step {step} needs more (pass max_frames <= steps)"
+            )
         return noise[:, step].to(device)
     if isinstance(noise, torch.Generator):
         return torch.randn(batch, dim, generator=noise, device=noise.device).to(device)

@@ -75,7 +75,7 @@ def test_jobs_and_merge_equal_single_run(tmp_path):
     cli.main(["--data_dir", str(data), "--output_dir", str(parts), "--nj", "3", "--merge", "true"])
     merged = [line.split() for line in read_scp(parts / "feats.scp")]
     assert [k for k, _ in merged] == sorted(k for k, _ in merged) and len(merged) == 7
-    for (key, value), (key1, value1) in zip(merged, [l.split() for l in read_scp(single / "feats.scp")]):
+    for (key, value), (key1, value1) in zip(merged, [line.split() for line in read_scp(single / "feats.scp")]):
         assert key == key1
         np.testing.assert_array_equal(kaldiio.load_mat(value), kaldiio.load_mat(value1))
     assert (parts / "speech_shape").read_text() == (single / "speech_shape").read_text()
@@ -88,7 +88,7 @@ def test_key_file_job(tmp_path):
     keys.write_text("u01\nu03\n")
     cli.main(["--data_dir", str(data), "--output_dir", str(tmp_path / "o"), "--latent", "mel",
               "--key_file", str(keys), "--job", "2"])
-    assert [l.split()[0] for l in read_scp(tmp_path / "o" / "feats.2.scp")] == ["u01", "u03"]
+    assert [line.split()[0] for line in read_scp(tmp_path / "o" / "feats.2.scp")] == ["u01", "u03"]
 
 
 class Killed(Exception):
@@ -116,7 +116,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     committed = []
     run(data, broken, "--nj", "1", "--job", "1", "--batch_size", "1", on_commit=committed.append)
     assert committed == ["u03", "u04", "u05"]  # finished ones were skipped
-    assert read_scp(broken / "feats.1.scp") == [l.replace(str(full), str(broken)) for l in read_scp(full / "feats.1.scp")]
+    assert read_scp(broken / "feats.1.scp") == [
+        line.replace(str(full), str(broken)) for line in read_scp(full / "feats.1.scp")
+    ]
     assert (broken / "feats.1.ark").read_bytes() == (full / "feats.1.ark").read_bytes()
     assert (broken / "speech_shape.1").read_text() == (full / "speech_shape.1").read_text()
     # a third run has nothing to do and changes nothing
@@ -137,7 +139,7 @@ def test_bad_audio_skipped_and_logged(tmp_path):
                          extra_lines=[f"u08 {corrupt}", f"u09 {tmp_path}/nowhere.wav"])
     out = tmp_path / "o"
     cli.main(["--data_dir", str(data), "--output_dir", str(out), *RANDOM, "--skip_bad", "true"])
-    assert [l.split()[0] for l in read_scp(out / "feats.scp")] == ["u00"]
+    assert [line.split()[0] for line in read_scp(out / "feats.scp")] == ["u00"]
     bad = dict(line.split("\t", 1) for line in (out / "bad_utts").read_text().splitlines())
     assert sorted(bad) == ["u01", "u02", "u08", "u09"]
     assert "shorter than one frame" in bad["u01"] and "is empty" in bad["u02"]

@@ -60,5 +60,7 @@ def test_stage4_filters_over_long_utterances_before_collecting_stats(recipe_with
 
 def test_model_side_check_is_still_the_last_guard():
     check = SLEDInputCheck(None, 8, max_positions=512)
-    with pytest.raises(ValueError, match="utterance 'u007': 5 tokens \\+ 2 markers \\+ 600 frames exceed max_positions 512"):
+    with pytest.raises(
+        ValueError, match="utterance 'u007': 5 tokens \\+ 2 markers \\+ 600 frames exceed max_positions 512"
+    ):
         check("u007", {"text": np.arange(5), "speech": np.zeros((600, 8), dtype=np.float32)})

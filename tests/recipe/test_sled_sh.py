@@ -37,7 +37,9 @@ def test_stage3_token_list_replay_and_resume(recipe_copy):
     assert set(sp.encode("The cat sat on a mat.", out_type=str)) <= set(tokens)
 
     replay = (recipe_copy / "exp/run_logs/stage3.run.sh").read_text()
-    assert "local/train_bpe.py --vocab_size 40 --model_type unigram dump/token_list/bpe_unigram40 data/tiny/text" in replay
+    assert (
+        "local/train_bpe.py --vocab_size 40 --model_type unigram dump/token_list/bpe_unigram40 data/tiny/text" in replay
+    )
     mtime = (recipe_copy / "dump/token_list/bpe_unigram40/bpe.model").stat().st_mtime_ns
     r = sled(recipe_copy, "--stage", "3", "--stop_stage", "3", "--nbpe", "40")
     assert r.returncode == 0 and "exists; skipping" in r.stderr
@@ -46,7 +48,8 @@ def test_stage3_token_list_replay_and_resume(recipe_copy):
 
 @pytest.mark.parametrize("args, folder, expect", [
     (["--token_type", "char"], "char", {"c", "a", "<space>", "."}),
-    (["--token_type", "phn", "--g2p", "espeak_ng_english_us_vits"], "phn_espeak_ng_english_us_vits", {"æ", "k", "<space>"}),
+    (["--token_type", "phn", "--g2p", "espeak_ng_english_us_vits"], "phn_espeak_ng_english_us_vits",
+     {"æ", "k", "<space>"}),
 ])
 def test_stage3_char_and_phoneme_token_lists(recipe_copy, args, folder, expect):
     """ESPnet's tokenize_text makes the list (phonemes from espeak-ng via phonemizer, offline)."""

@@ -93,7 +93,8 @@ def test_slurm_pl_dry_run(recipe_dir, tmp_path):
     script = (tmp_path / "log/q/x.array.sh").read_text()
     assert "python3 -m foo --key k.2.scp" in script
     # the job script runs here too (as a Slurm array task would) and writes run.pl-style logs
-    r = sh(["bash", "log/q/x.array.sh"], tmp_path, check=False, env={"SLURM_ARRAY_TASK_ID": "2", "PATH": "/usr/bin:/bin"})
+    r = sh(["bash", "log/q/x.array.sh"], tmp_path, check=False,
+           env={"SLURM_ARRAY_TASK_ID": "2", "PATH": "/usr/bin:/bin"})
     assert "# Ended (code 1)" in (tmp_path / "log/x.2.log").read_text()  # no module foo
 
 

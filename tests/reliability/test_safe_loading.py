@@ -100,7 +100,8 @@ def test_sled_train_init_param_refuses_a_pickle_with_code_and_checks_keys(traine
     data, exp = trained
     evil, marker = crafted(exp, tmp_path)
     one_iter = ["--max_epoch", "1", "--num_iters_per_epoch", "1"]
-    r = run_cli("espnet2_sled.bin.sled_train", *train_args(data, tmp_path / "ft", extra=[*one_iter, "--init_param", evil]))
+    r = run_cli("espnet2_sled.bin.sled_train",
+                *train_args(data, tmp_path / "ft", extra=[*one_iter, "--init_param", evil]))
     assert r.returncode != 0
     assert f"model file '{evil}' holds more than tensors and was refused" in r.stderr
     assert not marker.exists() and not (tmp_path / "ft" / "1epoch.pth").exists()
@@ -110,9 +111,11 @@ def test_sled_train_init_param_refuses_a_pickle_with_code_and_checks_keys(traine
     state["tts.lm.extra.weight"] = torch.zeros(2)
     torch.save(state, tmp_path / "extra.pth")
     with pytest.raises(CheckpointError, match="unexpected keys: tts.lm.extra.weight"):
-        sled_train.main(train_args(data, tmp_path / "ft2", extra=[*one_iter, "--init_param", str(tmp_path / "extra.pth")]))
+        sled_train.main(train_args(data, tmp_path / "ft2",
+                                   extra=[*one_iter, "--init_param", str(tmp_path / "extra.pth")]))
     lr0 = ["--optim_conf", "lr=0.0"]  # the fine-tuned weights stay the initial ones
-    sled_train.main(train_args(data, tmp_path / "ft3", extra=[*one_iter, *lr0, "--init_param", str(exp / "1epoch.pth")]))
+    sled_train.main(train_args(data, tmp_path / "ft3",
+                               extra=[*one_iter, *lr0, "--init_param", str(exp / "1epoch.pth")]))
     out = torch.load(tmp_path / "ft3" / "1epoch.pth", map_location="cpu", weights_only=True)
     del state["tts.lm.extra.weight"]
     assert all(torch.equal(out[k], state[k]) for k in state)
@@ -122,7 +125,8 @@ def test_resume_reads_the_trainer_checkpoint_weights_only(trained, tmp_path):
     data, exp = trained
     resumed = tmp_path / "resumed"
     shutil.copytree(exp, resumed, symlinks=True)
-    sled_train.main(train_args(data, resumed, extra=["--max_epoch", "2", "--num_iters_per_epoch", "1", "--resume", "true"]))
+    sled_train.main(train_args(data, resumed,
+                               extra=["--max_epoch", "2", "--num_iters_per_epoch", "1", "--resume", "true"]))
     assert (resumed / "2epoch.pth").is_file()
 
     marker = tmp_path / "resume.ran"
@@ -130,5 +134,6 @@ def test_resume_reads_the_trainer_checkpoint_weights_only(trained, tmp_path):
     states["reporter"]["extra"] = CreatesFile(marker)
     torch.save(states, resumed / "checkpoint.pth")
     with pytest.raises(CheckpointError, match="checkpoint.pth' holds more than tensors"):
-        sled_train.main(train_args(data, resumed, extra=["--max_epoch", "3", "--num_iters_per_epoch", "1", "--resume", "true"]))
+        sled_train.main(train_args(data, resumed,
+                                   extra=["--max_epoch", "3", "--num_iters_per_epoch", "1", "--resume", "true"]))
     assert not marker.exists()

@@ -44,7 +44,8 @@ def test_one_character_pieces_equal_whole_text():
 
 def test_audio_arrives_before_the_text_ends():
     model = streaming_model()
-    session = StreamingSession(model, char_tokens, stop_threshold=2.0, max_frames=100, noise=torch.Generator().manual_seed(0))
+    session = StreamingSession(model, char_tokens, stop_threshold=2.0, max_frames=100,
+                               noise=torch.Generator().manual_seed(0))
     early = list(session.push_text("the cat sat on a mat, then "))
     assert len(early) >= 2 and not session.text_ended
     rest = list(session.end_text())
@@ -57,7 +58,8 @@ def test_streaming_matches_training_layout():
 
     model = streaming_model()
     noise = torch.randn(1, 40, model.lm.noise_dim)
-    chunks = run(StreamingSession(model, char_tokens, cfg_scale=1.0, stop_threshold=2.0, noise=noise, max_frames=20), [TEXT])
+    chunks = run(StreamingSession(model, char_tokens, cfg_scale=1.0, stop_threshold=2.0, noise=noise, max_frames=20),
+                 [TEXT])
     frames = torch.cat([c.frames for c in chunks])  # [20, D]
     ids = torch.tensor(char_tokens(TEXT))[None]
     wrapped, wl = model.wrap_text(ids, torch.tensor([ids.shape[1]]))
@@ -78,7 +80,8 @@ def test_offline_model_streams_the_same_frames_as_generate():
     ids = torch.tensor(char_tokens(TEXT))[None]
     wrapped, wl = model.wrap_text(ids, torch.tensor([ids.shape[1]]))
     with torch.no_grad():
-        out = generate(model.lm, wrapped, wl, model.eos_id, cfg_scale=2.0, stop_threshold=0.7, max_frames=60, noise=noise)
+        out = generate(model.lm, wrapped, wl, model.eos_id, cfg_scale=2.0, stop_threshold=0.7, max_frames=60,
+                       noise=noise)
     assert streamed.shape[0] == int(out.lengths[0])
     assert (streamed - out.frames[0, : streamed.shape[0]]).abs().max() < 1e-5
 

@@ -76,7 +76,8 @@ def random_state(config: dict, seed: int = 0) -> dict:
         "bceloss.pos_weight": torch.tensor([100.0]),
         "scoreloss.net.cond_embed.weight": mat(W, D), "scoreloss.net.cond_embed.bias": 0.1 * mat(W, scale=1.0),
         "scoreloss.net.input_proj.weight": mat(W, E), "scoreloss.net.input_proj.bias": 0.1 * mat(W, scale=1.0),
-        "scoreloss.net.final_layer.linear.weight": mat(Z, W), "scoreloss.net.final_layer.linear.bias": 0.1 * mat(Z, scale=1.0),
+        "scoreloss.net.final_layer.linear.weight": mat(Z, W),
+        "scoreloss.net.final_layer.linear.bias": 0.1 * mat(Z, scale=1.0),
         "scoreloss.net.final_layer.adaLN_modulation.1.weight": mat(2 * W, W),
         "scoreloss.net.final_layer.adaLN_modulation.1.bias": 0.1 * mat(2 * W, scale=1.0),
     })

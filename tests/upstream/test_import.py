@@ -228,7 +228,8 @@ def test_pack_and_from_pretrained(encodec_exp, tmp_path):
     root, _, _ = encodec_exp
     zip_path = tmp_path / "sled_upstream.zip"
     pack(root, zip_path)
-    t2s = SLEDText2Speech.from_pretrained(str(zip_path), cachedir=str(tmp_path / "cache"), max_frames=3, stop_threshold=2.0)
+    t2s = SLEDText2Speech.from_pretrained(str(zip_path), cachedir=str(tmp_path / "cache"), max_frames=3,
+                                          stop_threshold=2.0)
     assert Path(t2s.train_args.bpemodel).is_file() and str(tmp_path / "cache") in t2s.train_args.bpemodel
     roberta = RobertaTokenizer(str(root / "src/vocab.json"), str(root / "src/merges.txt"))
     assert t2s.tokenize(TEXTS[1]).tolist() == roberta(TEXTS[1])["input_ids"][1:-1]

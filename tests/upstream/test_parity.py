@@ -211,7 +211,9 @@ def test_teacher_forced_hidden_states_and_loss_match_upstream(tmp_path, streamin
     texts = [[0] + text[b, : text_lengths[b]].tolist() + [2] for b in range(len(text))]
     drop = torch.tensor(dropped)
     reference = streaming_reference if streaming else offline_reference
-    h_ref, mask_ref, energy_ref, stop_ref, logits_ref = reference(sd, config, texts, speech.double(), speech_lengths, dropped, noise.double())
+    h_ref, mask_ref, energy_ref, stop_ref, logits_ref = reference(
+        sd, config, texts, speech.double(), speech_lengths, dropped, noise.double()
+    )
 
     # Hidden states slot by slot: our layouts put every slot where upstream puts it.
     wrapped, wrapped_lengths = tts.wrap_text(text, text_lengths)
@@ -225,7 +227,9 @@ def test_teacher_forced_hidden_states_and_loss_match_upstream(tmp_path, streamin
     # Stop logits at upstream's T+1 positions (padding rows masked by the loss weights).
     stop_h = h.gather(1, layout.stop_slot[..., None].expand(-1, -1, h.shape[-1]))
     logits = tts.lm.stop_head(stop_h).squeeze(-1)
-    weight = torch.cat([torch.ones(3, 1, dtype=torch.bool), torch.arange(speech.shape[1])[None] < speech_lengths[:, None]], 1)
+    weight = torch.cat(
+        [torch.ones(3, 1, dtype=torch.bool), torch.arange(speech.shape[1])[None] < speech_lengths[:, None]], 1
+    )
     torch.testing.assert_close(logits[weight].double(), logits_ref[weight], **TOL)
 
     # The loss for the same noises (full padded grid, upstream's convention) and CFG rows.
@@ -305,7 +309,9 @@ def reference_stream_decode(sd, cfg, tokens, noise, cfg_scale, steps):
     n, m = cfg["stream_n"], cfg["stream_m"]
 
     def last_hidden(items):
-        x = torch.stack([sd["model.embed_tokens.weight"][v] if kind == "t" else linear(sd, "z_proj", v) for kind, v in items])
+        x = torch.stack(
+            [sd["model.embed_tokens.weight"][v] if kind == "t" else linear(sd, "z_proj", v) for kind, v in items]
+        )
         L = len(items)
         return backbone(sd, cfg, input_ln(sd, x[None]), torch.ones(1, L), torch.arange(L)[None])[0, -1]
 
@@ -358,6 +364,7 @@ def test_voice_prompted_decoding_matches_upstream(tmp_path):
     noise = torch.randn(3, steps, config["noise_channels"], generator=torch.Generator().manual_seed(8))
     texts = [[0] + text[b, : text_lengths[b]].tolist() + [2] for b in range(len(text))]
     ref_frames, ref_probs = reference_decode(sd, config, texts, noise.double(), 2.0, steps, prompt.double())
-    out = tts.generate_batch(text, text_lengths, prompt=prompt, max_frames=steps, noise=noise, cfg_scale=2.0, stop_threshold=2.0)
+    out = tts.generate_batch(text, text_lengths, prompt=prompt, max_frames=steps, noise=noise, cfg_scale=2.0,
+                             stop_threshold=2.0)
     torch.testing.assert_close(out.frames.double(), ref_frames, **TOL)
     torch.testing.assert_close(out.stop_probs.double(), ref_probs, **TOL)

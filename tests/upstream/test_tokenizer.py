@@ -30,7 +30,8 @@ TRICKY = [
     "doubled  spaces   and trailing ",
     "tabs\tand\nnewlines",
     "Caf\u00e9s serve cr\u00e8me br\u00fbl\u00e9e; na\u00efve co\u00f6perate.",
-    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! \u4f60\u597d\u4e16\u754c\u3002 \u3053\u3093\u306b\u3061\u306f",
+    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! "
+    "\u4f60\u597d\u4e16\u754c\u3002 \u3053\u3093\u306b\u3061\u306f",
     "emoji \U0001f600 and \u00a0non-breaking space",
     "CAPITALS and MiXeD cAsE",
     "literal <s> and </s> markers",

@@ -88,7 +88,8 @@ def main():
     lines = [
         f"# trained vs untrained ({args.exp}, {args.model})", "",
         "| metric | trained | untrained | trained better |", "|---|---|---|---|",
-        f"| held-out energy distance per frame ({len(texts)} utts) | {ed['trained']:.4f} | {ed['untrained']:.4f} | {beats_ed} |",
+        f"| held-out energy distance per frame ({len(texts)} utts) "
+        f"| {ed['trained']:.4f} | {ed['untrained']:.4f} | {beats_ed} |",
         f"| WER, pocketsphinx ({len(keys)} utts) | {wer['trained']:.4f} | {wer['untrained']:.4f} | {beats_wer} |",
         "",
         "Does the trained model read the text? Its held-out energy distance per frame with each",

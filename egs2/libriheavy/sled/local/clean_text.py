@@ -18,7 +18,9 @@ def load_text_frontend():
     package = importlib.util.find_spec("espnet2_sled")
     if package is None or package.origin is None:
         sys.exit("clean_text: espnet2_sled is not importable; source path.sh (it puts the repository on PYTHONPATH)")
-    spec = importlib.util.spec_from_file_location("_sled_text_frontend", Path(package.origin).parent / "text_frontend.py")
+    spec = importlib.util.spec_from_file_location(
+        "_sled_text_frontend", Path(package.origin).parent / "text_frontend.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

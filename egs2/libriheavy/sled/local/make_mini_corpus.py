@@ -8,8 +8,9 @@ local/mini_sentences.txt (ours). The corpus is split BY SENTENCE (no sentence is
 splits): test and dev sentences are read once each, training sentences by one or two
 speakers. ``--generated_train N`` adds N training-only sentences from
 local/generate_sentences.py's grammar (one reader each; off by default). Each speaker's
-utterances are grouped into recordings of one to six utterances separated by short silences, so cuts address a slice of a longer file (start/duration),
-as in LibriHeavy. Everything is resampled to 24 kHz with sox and written as FLAC.
+utterances are grouped into recordings of one to six utterances separated by short
+silences, so cuts address a slice of a longer file (start/duration), as in LibriHeavy.
+Everything is resampled to 24 kHz with sox and written as FLAC.
 
 Output (built in OUT_DIR.tmp, renamed when complete):
     OUT_DIR/audio/<split>/<speaker>/<recording>.flac
