@@ -50,7 +50,7 @@ if [ "${long}" = true ]; then
         --test_sets long_test
         --dumpdir dump_long
         --expdir exp_long
-        --latent mel --latent_opts "--latent_conf stack=3" --inference_args "--max_frames 200"
+        --latent mel --latent_opts "--latent_conf stack=3" --inference_args "--max_frames 150"
         --latent_weights random
         --nj 2
         --inference_nj 2
@@ -60,7 +60,7 @@ if [ "${long}" = true ]; then
         --streaming_config ""
         --learning_curve_epochs 1
         --decode_modes offline
-        --decode_max_utts 40
+        --decode_max_utts 20
     )
 elif [ "${mini}" = true ]; then
     # flite/espeak-ng corpus written on the fly (local/make_mini_corpus.py); log-mel

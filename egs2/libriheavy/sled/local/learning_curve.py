@@ -16,8 +16,8 @@ test set, as stage 8 does for a finished model:
   scored with the recipe's scorer (``espnet2_sled.bin.score``: pocketsphinx WER). The ground
   truth audio of the same utterances is scored once, the same way (``groundtruth.json``).
 
-Appends a row to ``<exp>/learning_curve.tsv`` (``updates``: epochs x num_iters_per_epoch, counted
-from the previous row, so the epoch size may change between restarts)
+Appends a row to ``<exp>/learning_curve.tsv`` (``updates``: the trainer's own count at the end of
+that epoch, from ``checkpoint.pth``)
 and keeps the wavs under ``<exp>/learning_curve/epoch<N>/``.
 ``local/report_learning_curve.py`` turns the file into a table and a plot.
 """
@@ -27,8 +27,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-import yaml
 
 COLUMNS = ["epoch", "updates", "ed_own", "ed_other", "ed_none", "wer", "wer_groundtruth",
            "frames_ratio", "eval_seconds", "time"]
@@ -49,6 +47,17 @@ def spread(keys, m):
     if m <= 0 or m >= n:
         return list(keys)
     return [k for i, k in enumerate(keys, 1) if (i - 1) * m // n != i * m // n]
+
+
+def trained_updates(exp: Path, epoch: int) -> int:
+    """Updates done by the end of ``epoch``, as ESPnet's trainer counted them (its reporter in
+    ``checkpoint.pth``), so a change of num_iters_per_epoch between restarts is counted right."""
+    import torch
+
+    reporter = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]
+    if epoch not in reporter["stats"]:
+        sys.exit(f"{exp}/checkpoint.pth has no epoch {epoch} (it is at epoch {reporter['epoch']})")
+    return int(reporter["stats"][epoch]["train"]["total_count"])
 
 
 def wer_of(wavs, texts):
@@ -88,10 +97,6 @@ def main():
     from espnet2_sled.tts.heldout import heldout_energy_distance
 
     t0 = time.time()
-    config = yaml.safe_load((args.exp / "config.yaml").read_text())
-    per_epoch = config.get("num_iters_per_epoch")
-    if not per_epoch:
-        sys.exit(f"{args.exp}/config.yaml has no num_iters_per_epoch; the learning curve counts updates by it")
     texts = scoring.read_table(args.data / "text")
     latents = kaldiio.load_scp(str(args.latents))
     keys = sorted(k for k in texts if k in latents)
@@ -135,11 +140,7 @@ def main():
         gt = dict(keys=decode, wer=wer_of({k: audio[k] for k in decode}, decode_texts))
         gt_file.write_text(json.dumps(gt))
 
-    # updates: from the previous row on, at the current num_iters_per_epoch (which may be
-    # changed between restarts of a run)
-    before = [r for r in read_rows(table) if int(r["epoch"]) < args.epoch]
-    last = max(before, key=lambda r: int(r["epoch"]), default=dict(epoch=0, updates=0))
-    updates = int(last["updates"]) + (args.epoch - int(last["epoch"])) * int(per_epoch)
+    updates = trained_updates(args.exp, args.epoch)
     row = dict(epoch=args.epoch, updates=updates, ed_own=f"{ed_own:.4f}",
                ed_other=f"{ed_other:.4f}", ed_none=f"{ed_none:.4f}", wer=f"{wer:.4f}",
                wer_groundtruth=f"{gt['wer']:.4f}", frames_ratio=f"{generated / max(reference, 1):.3f}",
