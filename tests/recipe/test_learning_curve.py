@@ -58,6 +58,7 @@ def test_resume_then_rows_then_report(recipe_dir, tmp_path):
     assert float(row["ed_own"]) > 0 and 0 <= float(row["wer"]) and float(row["frames_ratio"]) > 0
     assert float(row["wer_groundtruth"]) < 0.5  # flite read by pocketsphinx: mostly right
     assert len(list((exp / "learning_curve" / "epoch2").glob("*.wav"))) == 3
+    assert len((exp / "learning_curve" / "epoch2" / "hyps.tsv").read_text().splitlines()) == 3
     # an earlier row with a lower WER, appended later (rows are sorted by updates)
     earlier = dict(row, epoch="1", updates="4", wer="0.0100")
     with open(table, "a") as f:

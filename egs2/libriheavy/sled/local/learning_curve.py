@@ -18,7 +18,7 @@ test set, as stage 8 does for a finished model:
 
 Appends a row to ``<exp>/learning_curve.tsv`` (``updates``: the trainer's own count at the end of
 that epoch, from ``checkpoint.pth``)
-and keeps the wavs under ``<exp>/learning_curve/epoch<N>/``.
+and keeps the wavs and what pocketsphinx heard (``hyps.tsv``) under ``<exp>/learning_curve/epoch<N>/``.
 ``local/report_learning_curve.py`` turns the file into a table and a plot.
 """
 
@@ -60,11 +60,18 @@ def trained_updates(exp: Path, epoch: int) -> int:
     return int(reporter["stats"][epoch]["train"]["total_count"])
 
 
-def wer_of(wavs, texts):
+def wer_of(wavs, texts, hyps_file=None):
+    """Corpus WER of ``wavs`` against ``texts`` (the recipe's scorer); what was heard is
+    written to ``hyps_file`` (key, WER, hypothesis, reference) when given."""
     from espnet2_sled.bin import score as scoring
 
-    summary, _ = scoring.score(wavs, texts, metrics=("wer",), progress=False,
-                               missing=[k for k in texts if k not in wavs])
+    summary, per_utt = scoring.score(wavs, texts, metrics=("wer",), progress=False,
+                                     missing=[k for k in texts if k not in wavs])
+    if hyps_file is not None:
+        with open(hyps_file, "w", encoding="utf-8") as f:
+            for key in sorted(per_utt):
+                row = per_utt[key]
+                f.write(f"{key}\t{row['wer']:.3f}\t{row['hyp']}\t{scoring.normalize_text(texts[key])}\n")
     return summary["wer"]["value"]
 
 
@@ -130,7 +137,7 @@ def main():
             sf.write(path, t2s.tts.frames_to_wav(frames).numpy(), t2s.fs)
             wavs[key] = (str(path), 0.0, None)
     decode_texts = {k: texts[k] for k in decode}
-    wer = wer_of(wavs, decode_texts)
+    wer = wer_of(wavs, decode_texts, out / "hyps.tsv")
 
     gt_file = args.exp / "learning_curve" / "groundtruth.json"
     gt = json.loads(gt_file.read_text()) if gt_file.exists() else {}
