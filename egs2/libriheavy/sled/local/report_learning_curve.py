@@ -5,8 +5,8 @@
         --md results/long_run/learning_curve.md --png results/long_run/learning_curve.png
 
 Prints the table and the line ``best held-out WER: X (ground truth: Y)`` and writes them to
-``--md``; the plot (held-out energy distance with own / other / no text, and WER against
-updates) goes to ``--png``.
+``--md``; the plot (held-out energy distance with own / other / no text, the own text's
+gain over the others in %, and WER against updates) goes to ``--png``.
 """
 
 import argparse
@@ -40,12 +40,20 @@ def plot(rows, path: Path):
     import matplotlib.pyplot as plt
 
     x = [int(r["updates"]) for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3), dpi=80)
+    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(11, 3), dpi=80)
     for col, label in (("ed_own", "own text"), ("ed_other", "other text"), ("ed_none", "no text")):
         ax1.plot(x, [float(r[col]) for r in rows], marker=".", label=label)
     ax1.set_xlabel("updates")
     ax1.set_ylabel("held-out energy distance")
     ax1.legend(fontsize=8)
+    # reading: how much worse the same frames score with the wrong text / no text
+    for col, label in (("ed_other", "other text"), ("ed_none", "no text")):
+        ax3.plot(x, [100 * (float(r[col]) - float(r["ed_own"])) / float(r[col]) for r in rows], marker=".",
+                 label=f"{label} vs own")
+    ax3.axhline(0, color="grey", linewidth=0.5)
+    ax3.set_xlabel("updates")
+    ax3.set_ylabel("energy distance gain of own text, %")
+    ax3.legend(fontsize=8)
     ax2.plot(x, [float(r["wer"]) for r in rows], marker=".", label="model (free-running)")
     ax2.plot(x, [float(r["wer_groundtruth"]) for r in rows], linestyle="--", label="ground truth")
     ax2.plot(x, [2 * float(r["wer_groundtruth"]) for r in rows], linestyle=":", label="target (2x ground truth)")
