@@ -99,3 +99,9 @@ def test_one_voice_corpus_reads_each_sentence_once(recipe_dir, tmp_path):
     assert {s["speaker"] for c in cuts.values() for s in c} == {"flite_slt"}
     bad = run(recipe_dir, "make_mini_corpus.py", tmp_path / "d", "--voices", "flite_nobody")
     assert bad.returncode != 0 and "flite_nobody" in bad.stderr and "flite_slt" in bad.stderr
+
+
+def test_run_sh_long_needs_mini(recipe_dir):
+    for args in (["--long", "true"], ["--mini", "true", "--long", "maybe"]):
+        r = subprocess.run(["./run.sh", *args], cwd=recipe_dir, capture_output=True, text=True)
+        assert r.returncode == 1 and "--long true goes with --mini true" in r.stderr, r.stderr
