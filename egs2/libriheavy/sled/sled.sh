@@ -71,6 +71,8 @@ streaming_config=""    # stage 6 is skipped when empty
 streaming_args=""
 streaming_exp=""
 init_model=valid.loss.best.pth
+learning_curve_epochs=0 # stage 5, > 0: train this many epochs at a time, each chunk followed by a
+                       # learning-curve row (local/learning_curve.py on the first test set)
 text_fold_length=150
 speech_fold_length=800
 
@@ -400,8 +402,25 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     begin_stage 5 "training (${sled_exp})"
     require_file "${train_config}" "(--train_config)"
     require_file "${stats_dir}/train/text_shape.${token_type}" "Run stage 4 first."
-    # shellcheck disable=SC2086
-    train_one "${sled_exp}" "${train_config}" ${train_args}
+    if [ "${learning_curve_epochs}" -gt 0 ]; then
+        # train in chunks (--resume: each chunk continues from the last epoch), then decode
+        # the first test set free-running and append (updates, held-out ED, WER) to
+        # ${sled_exp}/learning_curve.tsv; chunks whose row exists are skipped
+        s=$(echo ${all_test_sets} | cut -d' ' -f1)
+        max_epoch=$(${python} local/config_value.py "${train_config}" max_epoch 100)
+        for (( e = learning_curve_epochs; e <= max_epoch; e += learning_curve_epochs )); do
+            ${python} local/learning_curve.py --exp "${sled_exp}" --has_row "${e}" && continue
+            # shellcheck disable=SC2086
+            train_one "${sled_exp}" "${train_config}" ${train_args} --max_epoch "${e}"
+            # shellcheck disable=SC2086
+            run ${python} local/learning_curve.py --exp "${sled_exp}" --epoch "${e}" \
+                --data "data/${s}" --latents "${latent_dir}/${s}/feats.scp" --max_utts "${decode_max_utts}" \
+                --seed "${seed}" ${inference_args}
+        done
+    else
+        # shellcheck disable=SC2086
+        train_one "${sled_exp}" "${train_config}" ${train_args}
+    fi
 fi
 
 # ============================================================================ stage 6

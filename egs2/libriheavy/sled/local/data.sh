@@ -6,7 +6,9 @@
 # Real data: reads ${LIBRIHEAVY}/libriheavy_cuts_<subset>.jsonl[.gz] (db.sh) with audio
 # under ${LIBRILIGHT}. --mini true: synthesises a small corpus in the same format under
 # downloads/mini_libriheavy (flite + espeak-ng, ~1 min) and prepares mini_{train,dev,test}
-# (+ librivox_test when pocketsphinx-testdata is installed).
+# (+ librivox_test when pocketsphinx-testdata is installed). --mini_prefix/--mini_voices/
+# --mini_generated_train/--mini_num_test pass make_mini_corpus.py options (the long-run corpus
+# of run.sh --long true: one voice, generated sentences, sets <prefix>_{train,dev,test}).
 # A data dir that already validates is left alone (use --force true to rebuild).
 set -euo pipefail
 
@@ -15,6 +17,10 @@ subsets="small dev test_clean test_other"
 manifest_dir=""        # default: ${LIBRIHEAVY} from db.sh
 audio_root=""          # default: ${LIBRILIGHT} from db.sh
 mini_dir=downloads/mini_libriheavy
+mini_prefix=mini       # set names <prefix>_{train,dev,test}
+mini_voices=""         # comma-separated make_mini_corpus.py voices (default: all six)
+mini_generated_train=0 # training-only generated sentences
+mini_num_test=""       # test sentences (default: make_mini_corpus.py's)
 check_audio=true
 force=false
 python=python3
@@ -32,16 +38,19 @@ fi
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (local/data.sh) $*" >&2; }
 
 if [ "${mini}" = true ]; then
-    if [ ! -f "${mini_dir}/manifests/libriheavy_cuts_mini_train.jsonl.gz" ]; then
+    if [ ! -f "${mini_dir}/manifests/libriheavy_cuts_${mini_prefix}_train.jsonl.gz" ]; then
         log "synthesising the mini corpus into ${mini_dir}"
         mkdir -p "$(dirname "${mini_dir}")"
-        ${python} local/make_mini_corpus.py "${mini_dir}"
+        corpus_opts=(--prefix "${mini_prefix}" --generated_train "${mini_generated_train}")
+        [ -n "${mini_voices}" ] && corpus_opts+=(--voices "${mini_voices}")
+        [ -n "${mini_num_test}" ] && corpus_opts+=(--num_test "${mini_num_test}")
+        ${python} local/make_mini_corpus.py "${mini_dir}" "${corpus_opts[@]}"
     else
         log "mini corpus already in ${mini_dir}"
     fi
     manifest_dir=${mini_dir}/manifests
     audio_root=${mini_dir}
-    subsets="mini_train mini_dev mini_test"
+    subsets="${mini_prefix}_train ${mini_prefix}_dev ${mini_prefix}_test"
     if [ -f "${manifest_dir}/libriheavy_cuts_librivox_test.jsonl" ]; then
         subsets+=" librivox_test"
     fi

@@ -2,19 +2,21 @@
 """Synthesise a small LibriHeavy-format corpus (manifests + 24 kHz audio), offline.
 
     make_mini_corpus.py OUT_DIR [--sentences local/mini_sentences.txt] [--seed 0] [--generated_train N]
+        [--voices flite_slt] [--prefix mini]
 
 Speakers are four flite voices and two espeak-ng voices; sentences come from
 local/mini_sentences.txt (ours). The corpus is split BY SENTENCE (no sentence is in two
 splits): test and dev sentences are read once each, training sentences by one or two
 speakers. ``--generated_train N`` adds N training-only sentences from
-local/generate_sentences.py's grammar (one reader each; off by default). Each speaker's
+local/generate_sentences.py's grammar (one reader each; off by default). ``--voices`` keeps
+only the named speakers (one voice: every sentence read once, by it). Each speaker's
 utterances are grouped into recordings of one to six utterances separated by short
 silences, so cuts address a slice of a longer file (start/duration), as in LibriHeavy.
 Everything is resampled to 24 kHz with sox and written as FLAC.
 
 Output (built in OUT_DIR.tmp, renamed when complete):
     OUT_DIR/audio/<split>/<speaker>/<recording>.flac
-    OUT_DIR/manifests/libriheavy_cuts_mini_{train,dev,test}.jsonl(.gz for train)
+    OUT_DIR/manifests/libriheavy_cuts_<prefix>_{train,dev,test}.jsonl(.gz for train)
     OUT_DIR/manifests/libriheavy_cuts_librivox_test.jsonl  (if pocketsphinx test data exists)
 The same seed gives the same corpus.
 """
@@ -58,14 +60,15 @@ def split_sentences(sentences, num_dev, num_test, rng):
     return {"train": train, "dev": dev, "test": test}
 
 
-def assign_speakers(split, sentence_ids, rng):
-    """[(sentence_id, speaker)]: one reader each for dev/test, one or two for train."""
-    speakers = list(VOICES)
+def assign_speakers(split, sentence_ids, rng, speakers=tuple(VOICES)):
+    """[(sentence_id, speaker)]: one reader each for dev/test, one or two for train (one
+    when there is a single speaker)."""
+    speakers = list(speakers)
     pairs = []
     for i, sid in enumerate(sentence_ids):
         first = speakers[i % len(speakers)]
         pairs.append((sid, first))
-        if split == "train" and rng.random() < 0.6:
+        if split == "train" and len(speakers) > 1 and rng.random() < 0.6:
             second = rng.choice([s for s in speakers if s != first])
             pairs.append((sid, second))
     return pairs
@@ -213,11 +216,21 @@ def main():
     parser.add_argument("--num_test", type=int, default=25)
     parser.add_argument("--generated_train", type=int, default=0,
                         help="add this many training-only sentences from local/generate_sentences.py")
+    parser.add_argument("--voices", default=",".join(VOICES),
+                        help=f"comma-separated speakers to use, of: {', '.join(VOICES)}")
+    parser.add_argument("--prefix", default="mini",
+                        help="manifests are named libriheavy_cuts_<prefix>_{train,dev,test}")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--librivox_dir", type=Path, default=LIBRIVOX_DIR,
                         help="real read speech (<stem>.wav + <stem>.txt) for the librivox_test set")
     args = parser.parse_args()
 
+    voices = [v for v in args.voices.split(",") if v]
+    unknown = [v for v in voices if v not in VOICES]
+    if unknown or not voices:
+        sys.exit(f"make_mini_corpus: unknown voice(s) {unknown or args.voices!r} in --voices; known: {', '.join(VOICES)}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", args.prefix):
+        sys.exit(f"make_mini_corpus: --prefix must be letters and digits (got {args.prefix!r})")
     for tool in ("flite", "espeak-ng", "sox"):
         if shutil.which(tool) is None:
             sys.exit(f"make_mini_corpus: '{tool}' is not installed (apt-get install {tool})")
@@ -242,12 +255,12 @@ def main():
     summary = []
     with tempfile.TemporaryDirectory() as work:
         for split in ("train", "dev", "test"):
-            pairs = assign_speakers(split, splits[split], rng)
+            pairs = assign_speakers(split, splits[split], rng, voices)
             cuts = build_split(split, pairs, sentences, tmp, Path(work), rng, args.jobs)
             suffix = ".jsonl.gz" if split == "train" else ".jsonl"
-            write_manifest(tmp / "manifests" / f"libriheavy_cuts_mini_{split}{suffix}", cuts)
+            write_manifest(tmp / "manifests" / f"libriheavy_cuts_{args.prefix}_{split}{suffix}", cuts)
             hours = sum(c["duration"] for c in cuts) / 3600
-            summary.append(f"mini_{split}: {len(cuts)} utts, {len(splits[split])} sentences, "
+            summary.append(f"{args.prefix}_{split}: {len(cuts)} utts, {len(splits[split])} sentences, "
                            f"{hours * 60:.1f} min")
     lv = build_librivox(tmp, args.librivox_dir)
     if lv:
