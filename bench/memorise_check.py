@@ -16,6 +16,7 @@ import argparse
 import subprocess
 import time
 from pathlib import Path
+
 import soundfile as sf
 import torch
 import yaml
@@ -34,7 +35,8 @@ p.add_argument("--out", default="/tmp/memorise")
 p.add_argument("--lr", type=float, default=2e-3)
 p.add_argument("--load", action="store_true")
 args = p.parse_args()
-out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
 torch.manual_seed(0)
 sents = [s.strip() for s in open(REPO / "egs2/libriheavy/sled/local/mini_sentences.txt") if s.strip()][: args.n]
 lat = build_latent_space("mel", n_mels=80, stack=3)
@@ -52,7 +54,8 @@ vocab = ["<blank>", "<unk>", *chars, "<sos/eos>"]
 ids = [torch.tensor([vocab.index(c) for c in s]) for s in sents]
 conf = yaml.safe_load(open(REPO / "conf/small.yaml"))["tts_conf"]
 for kv in args.set:
-    k, v = kv.split("=", 1); conf[k] = yaml.safe_load(v)
+    k, v = kv.split("=", 1)
+    conf[k] = yaml.safe_load(v)
 model = SLED(len(vocab), 240, latent="mel", latent_conf=dict(n_mels=80, stack=3), **conf)
 text = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)
 tl = torch.tensor([len(t) for t in ids])
@@ -70,8 +73,10 @@ else:
             g["lr"] = args.lr * min(1.0, (u + 1) / 50)
         model.train()
         loss, stats, _ = model(text, tl, fe, fl)
-        opt.zero_grad(); loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
         if u % 50 == 0 or u == args.updates - 1:
             print(u, {k: round(float(v), 3) for k, v in stats.items()}, f"{time.time()-t0:.0f}s", flush=True)
     torch.save(model.state_dict(), ck)
@@ -81,7 +86,9 @@ def wer(audio_paths):
     e = n = 0
     for pth, s in zip(audio_paths, sents):
         hyp = asr(scoring.load_audio((pth, 0.0, None)))
-        a, b = scoring.word_errors(s, hyp); e += a; n += b
+        a, b = scoring.word_errors(s, hyp)
+        e += a
+        n += b
     return e / n
 print("GT WER", wer(wavs))
 # teacher forced: sample each frame from gt context
@@ -96,7 +103,10 @@ tfp = []
 for i in range(len(sents)):
     f = tf[i, : fl[i]]
     print(f"utt{i} TF MAE {float((f - feats[i]).abs().mean()):.3f}")
-    w = model.frames_to_wav(f); pth = out / f"tf{i}.wav"; sf.write(pth, w.numpy(), 24000); tfp.append(str(pth))
+    w = model.frames_to_wav(f)
+    pth = out / f"tf{i}.wav"
+    sf.write(pth, w.numpy(), 24000)
+    tfp.append(str(pth))
 print("TF WER", wer(tfp))
 for cfg in (2.0, 1.0):
     fr = []
@@ -108,7 +118,10 @@ for cfg in (2.0, 1.0):
         err = (g[:T] - feats[i][:T]).abs().mean(-1)
         print(f"utt{i} cfg {cfg} len {len(g)} vs {len(feats[i])}; MAE per frame [0,3,10,20,40]:",
               [round(float(err[k]), 3) for k in (0, 3, 10, 20, 40) if k < T],
-              f"gen mean/std {float(g.mean()):.3f}/{float(g.std()):.3f} data {float(feats[i].mean()):.3f}/{float(feats[i].std()):.3f}",
+              f"gen mean/std {float(g.mean()):.3f}/{float(g.std()):.3f} "
+              f"data {float(feats[i].mean()):.3f}/{float(feats[i].std()):.3f}",
               f"stop max {float(r['stop_probs'].max()):.2f}")
-        pth = out / f"fr{i}_cfg{cfg}.wav"; sf.write(pth, r["wav"].numpy(), 24000); fr.append(str(pth))
+        pth = out / f"fr{i}_cfg{cfg}.wav"
+        sf.write(pth, r["wav"].numpy(), 24000)
+        fr.append(str(pth))
     print(f"FREE cfg {cfg} WER", wer(fr))

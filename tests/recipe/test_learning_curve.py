@@ -7,10 +7,10 @@ import sys
 
 import torch
 import yaml
-from recipe_helpers import need
 
 from espnet2_sled.bin import sled_train
 from factory import DEBUG_CONF, train_args, write_dataset
+from recipe_helpers import need
 
 
 def run(recipe_dir, script, *args):

@@ -228,7 +228,8 @@ def main():
     voices = [v for v in args.voices.split(",") if v]
     unknown = [v for v in voices if v not in VOICES]
     if unknown or not voices:
-        sys.exit(f"make_mini_corpus: unknown voice(s) {unknown or args.voices!r} in --voices; known: {', '.join(VOICES)}")
+        sys.exit(f"make_mini_corpus: unknown voice(s) {unknown or args.voices!r} in --voices; "
+                 f"known: {', '.join(VOICES)}")
     if not re.fullmatch(r"[A-Za-z0-9]+", args.prefix):
         sys.exit(f"make_mini_corpus: --prefix must be letters and digits (got {args.prefix!r})")
     for tool in ("flite", "espeak-ng", "sox"):
