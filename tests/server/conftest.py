@@ -17,6 +17,23 @@ from espnet2_sled.bin.serve import find_checkpoint
 from factory import DEBUG_CONF, REPO, train_args, write_dataset
 
 
+# Sample-for-sample comparisons need the same float summation order on both sides: the
+# server process (same environment, so the same OMP_NUM_THREADS for torch and numpy) and this
+# one use the same number of torch threads, whatever other tests in the session set
+# (e.g. extraction's --num_threads calls torch.set_num_threads in this process).
+THREADS = int(os.environ.get("OMP_NUM_THREADS", "2"))  # tests/conftest.py sets a default
+
+
+@pytest.fixture(autouse=True)
+def same_threads_as_the_server():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def server_exp(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
