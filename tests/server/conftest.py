@@ -16,7 +16,6 @@ from espnet2_sled.bin import sled_train
 from espnet2_sled.bin.serve import find_checkpoint
 from factory import DEBUG_CONF, REPO, train_args, write_dataset
 
-
 # Sample-for-sample comparisons need the same float summation order on both sides: the
 # server process (same environment, so the same OMP_NUM_THREADS for torch and numpy) and this
 # one use the same number of torch threads, whatever other tests in the session set
