@@ -56,7 +56,7 @@ def export(args):
         sets[name] = [dict(key=k, text=texts[k], feats=torch.as_tensor(feats[k]).half())
                       for k in sorted(texts) if k in feats]
     for extra in args.extra:  # more training rows: [{key, text, feats}] made with the same latent space
-        sets["train"] += torch.load(extra, weights_only=False)
+        sets["train"] += torch.load(extra, weights_only=True)
     max_positions = config["tts_conf"].get("max_positions", tts_conf_defaults()["max_positions"])
     out = dict(odim=config["odim"], tts_conf=config["tts_conf"], tokens={},
                optim=dict(optim_conf=config["optim_conf"], scheduler_conf=config["scheduler_conf"],
@@ -167,7 +167,7 @@ def train(args):
     from espnet2_sled.tts.sled import SLED
 
     device = torch.device(args.device)
-    data = torch.load(args.data, weights_only=False)
+    data = torch.load(args.data, weights_only=True)
     tokens = data["tokens"][args.tokens]
     for name in ("train", "dev", "test"):
         data[name] = load_rows(data, name, args.tokens, None if args.extra else args.extra_prefix)
@@ -238,7 +238,7 @@ def train(args):
 def unpack(args):
     import yaml
 
-    ckpt = torch.load(args.ckpt, weights_only=False)
+    ckpt = torch.load(args.ckpt, weights_only=True)
     config = yaml.safe_load((args.exp / "config.yaml").read_text())
     for k, v in ckpt["overrides"].items():
         if k not in ("batch_bins", "grad_clip", "lr", "schedule_stretch"):

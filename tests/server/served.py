@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -99,15 +100,23 @@ def reference_stream(synthesizer, text: str, prompt=None, **options) -> bytes:
     return b"".join(pcm16(c.audio) for c in chunks), len(chunks)
 
 
+def loopback(url: str) -> str:
+    """The test server's own URL; anything but a loopback address is refused (no network here)."""
+    host = urllib.parse.urlsplit(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"tests talk only to the server they started on loopback, not {url!r}")
+    return url
+
+
 def get_json(url: str, path: str) -> Dict[str, Any]:
-    with urllib.request.urlopen(url + path, timeout=TIMEOUT) as r:
+    with urllib.request.urlopen(loopback(url) + path, timeout=TIMEOUT) as r:
         return json.loads(r.read())
 
 
 def post(url: str, body: Any):
     """POST /synthesize -> (status, content type, body bytes)."""
     data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    request = urllib.request.Request(url + "/synthesize", data=data, method="POST",
+    request = urllib.request.Request(loopback(url) + "/synthesize", data=data, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
