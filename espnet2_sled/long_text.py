@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
-from espnet2_sled.streaming import Chunk, StreamingSession
+from espnet2_sled.streaming import Chunk, ClosableSession, StreamingSession
 from espnet2_sled.text_split import sentence_ends, split_text
 
 PIECE_BATCH = 8  # pieces of one long text decoded together
@@ -96,7 +96,7 @@ def decode_pieces(
 _COMPLETE_WORD = re.compile(r"\s*\S+\s")
 
 
-class PiecewiseSession:
+class PiecewiseSession(ClosableSession):
     """What ``SLEDText2Speech.stream()`` returns: a streaming session for text of any length.
 
     Text is forwarded to the current piece's ``StreamingSession`` as it arrives while that
@@ -162,17 +162,7 @@ class PiecewiseSession:
             self.session.close()
         self.closed = True
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # ------------------------------------------------------------------ pieces
-    def _check_open(self, what):
-        if self.closed:
-            raise RuntimeError(f"{what} on a closed streaming session")
-
     def _advance(self) -> Iterator[Chunk]:
         while not self.closed:
             match = _COMPLETE_WORD.match(self.held)

@@ -63,7 +63,22 @@ class Progress:
     chunks_emitted: int = 0
 
 
-class StreamingSession:
+class ClosableSession:
+    """``with`` support and the closed-session check shared by ``StreamingSession`` and
+    ``long_text.PiecewiseSession`` (a subclass defines ``close`` and ``closed``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self, what):
+        if self.closed:
+            raise RuntimeError(f"{what} on a closed streaming session")
+
+
+class StreamingSession(ClosableSession):
     def __init__(
         self,
         tts,
@@ -140,15 +155,6 @@ class StreamingSession:
         self.state = None
         self.audio_decoder = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _check_open(self, what):
-        if self.closed:
-            raise RuntimeError(f"{what} on a closed streaming session")
 
     def _tokenize(self, committed: str) -> None:
         """tokens = <s> + ids of ``committed`` (the text up to a word boundary)."""
