@@ -9,6 +9,8 @@ Decode step modes (the same frames; ``tests/modules/test_fixed_shape_step.py``):
 * eager = the variable-shape step (``fixed_shape=False``: the cache sliced to its length,
   the mask rebuilt, a host sync per step for the stop decision);
 * fixed = the fixed-shape step (``Decoder.step``), run eagerly;
+* unpacked = fixed, with q | k | v and gate | up as separate matmuls (``Decoder.packing``
+  False; every other mode packs them, ``modules/packed.py``);
 * graph = the fixed-shape step replayed as a CUDA graph (CPU: ``torch.compile``, only with
   ``--cpu_compile``: inductor builds C++ for minutes).
 
@@ -135,7 +137,7 @@ def bench_train(model, config, batch, device, amp, repeat=3):
 
 
 MODES = {"eager": dict(fixed_shape=False, decode_graph=False), "fixed": dict(fixed_shape=True, decode_graph=False),
-         "graph": dict(fixed_shape=True, decode_graph=True)}
+         "unpacked": dict(fixed_shape=True, decode_graph=False), "graph": dict(fixed_shape=True, decode_graph=True)}
 
 
 @torch.no_grad()
@@ -153,11 +155,19 @@ def bench_decode(model, config, batch, cfg_scale, device, frames=32, mode="fixed
     def run():
         out["gen"] = generate(lm, wrapped, wl, model.eos_id, cfg_scale=cfg_scale, stop_threshold=2.0,
                               max_frames=frames, noise=noise, **MODES[mode])
-    total = timeit(run, device, repeat=repeat, warmup=1)
-    pre = timeit(lambda: prefill(lm, wrapped, wl, model.eos_id, cfg=cfg_scale != 1.0, capacity=N + 2 + frames),
-                 device, repeat=repeat, warmup=1)
+    lm.decoder.packing = mode != "unpacked"
+    try:
+        total = timeit(run, device, repeat=repeat, warmup=1)
+        pre = timeit(lambda: prefill(lm, wrapped, wl, model.eos_id, cfg=cfg_scale != 1.0, capacity=N + 2 + frames),
+                     device, repeat=repeat, warmup=1)
+    finally:
+        lm.decoder.packing = True
     step = (total - pre) / frames
     return step, batch / step, out["gen"].frames
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def drift(frames, reference):
@@ -298,15 +308,23 @@ def main():
         frames = args.decode_frames
         for batch in args.decode_batches:
             for cfg_scale in (1.0, 2.0):
+                # The modes take turns, `repeat` rounds, each with its own bandwidth measurement:
+                # a machine whose speed drifts (a shared host) moves every mode and the floor
+                # alike, and the ratio is the median of the per-round ratios.
+                steps, ratios = {m: [] for m in args.modes}, {m: [] for m in args.modes}
+                for _ in range(args.repeat):
+                    for mode in args.modes:
+                        step, _, _ = bench_decode(model, config, batch, cfg_scale, device, frames, mode, repeat=1)
+                        steps[mode].append(step)
+                        ratios[mode].append(step / (weight_bytes / copy_bandwidth(weight_bytes, device)))
                 row = []
                 for mode in args.modes:
-                    step, fps, _ = bench_decode(model, config, batch, cfg_scale, device, frames, mode,
-                                                repeat=args.repeat)
-                    row.append(f"{mode} {step * 1e3:7.2f} ms {fps:8.1f} f/s")
+                    step, ratio = median(steps[mode]), median(ratios[mode])
+                    row.append(f"{mode} {step * 1e3:7.2f} ms {batch / step:8.1f} f/s")
                     results.append(dict(config=config, kind="decode", mode=mode, batch=batch, cfg=cfg_scale, step=step,
-                                        fps=fps, floor_ratio=step / floor))
+                                        fps=batch / step, floor_ratio=ratio, steps=steps[mode], ratios=ratios[mode]))
                     if batch == 1:
-                        row[-1] += f" ({step / floor:.2f}x floor)"
+                        row[-1] += f" ({ratio:.2f}x floor)"
                 print(f"decode batch {batch:2d} cfg {cfg_scale}: " + " | ".join(row) +
                       f"   peak mem {peak_memory_mb(device):.0f} MB", flush=True)
         if args.precision:

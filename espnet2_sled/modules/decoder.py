@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from espnet2_sled.modules.config import SLEDConfig
+from espnet2_sled.modules.packed import PackedLinear, pack_linears, packed_or_separate
 
 
 class RMSNorm(nn.Module):
@@ -146,13 +147,14 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(dim, dim, bias=False)
         self.v_proj = nn.Linear(dim, dim, bias=False)
         self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.packed_qkv: Optional[PackedLinear] = None  # q | k | v as one matmul when decoding (Decoder.pack)
 
     def forward(self, x, rope, mask, cache: Optional[KVCache], layer: int, span: Optional[slice],
                 probe: Optional[AttentionProbe] = None):
         B, L, _ = x.shape
         q, k, v = (
-            proj(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)
-            for proj in (self.q_proj, self.k_proj, self.v_proj)
+            y.view(B, L, self.heads, self.head_dim).transpose(1, 2)
+            for y in packed_or_separate(self.packed_qkv, (self.q_proj, self.k_proj, self.v_proj), x)
         )
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
@@ -193,9 +195,10 @@ class SwiGLU(nn.Module):
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
         self.dropout = nn.Dropout(config.activation_dropout)
+        self.packed_gate_up: Optional[PackedLinear] = None  # gate | up as one matmul when decoding (Decoder.pack)
 
     def forward(self, x):
-        gate, up = self.gate_proj(x), self.up_proj(x)
+        gate, up = packed_or_separate(self.packed_gate_up, (self.gate_proj, self.up_proj), x)
         if self.training and self.dropout.p > 0 and torch.is_grad_enabled():
             # Recompute silu(gate) and the dropout mask in the backward instead of keeping
             # them (training memory); the RNG state is replayed: same mask, same gradients.
@@ -232,6 +235,22 @@ class Decoder(nn.Module):
         # A constant of the model, computed once (not per decode step). A plain fp32 tensor,
         # not a buffer: model.to(dtype=half) must not round the rotation frequencies.
         self.inv_freq = rotary_inv_freq(self.head_dim, config.rope_theta)
+        # Decoding packs q | k | v and gate | up (pack); False keeps the separate linears
+        # (the reference that tests and benches compare the packed step with).
+        self.packing = True
+
+    def pack(self) -> None:
+        """Pack each layer's q | k | v and gate | up linears for decoding (``modules/packed.py``:
+        same outputs, no added memory, state dict unchanged). Idempotent: a packing that is
+        still intact is kept; called at the start of every decode (``DecodingState``). With
+        ``packing`` False, any packing is dropped and the separate linears run."""
+        for block in self.layers:
+            attn, mlp = block.self_attn, block.mlp
+            if not self.packing:
+                attn.packed_qkv = mlp.packed_gate_up = None
+                continue
+            attn.packed_qkv = pack_linears(attn.packed_qkv, (attn.q_proj, attn.k_proj, attn.v_proj))
+            mlp.packed_gate_up = pack_linears(mlp.packed_gate_up, (mlp.gate_proj, mlp.up_proj))
 
     def new_cache(self, rows: int, capacity: int, device, dtype) -> KVCache:
         return KVCache(len(self.layers), rows, self.heads, self.head_dim, capacity, device, dtype)
@@ -280,8 +299,11 @@ class Decoder(nn.Module):
         rope = rotary_cos_sin(positions, self.inv_freq, dtype)
         index = cache.write_index
         cache.visible.index_fill_(1, index, True)
-        # Slots past the write index are not yet visible, so visibility alone is the causal mask.
-        mask = cache.visible[:, None, None, :window]
+        # Slots past the write index are not yet visible, so visibility alone is the causal mask,
+        # made additive once per step (with a bool mask every layer's attention converts it).
+        visible = cache.visible[:, None, None, :window]
+        mask = torch.zeros(visible.shape, dtype=dtype, device=x.device)
+        mask.masked_fill_(~visible, float("-inf"))
         for i, block in enumerate(self.layers):
             x = block(x, rope, mask, cache, i, index)
         cache.write_index.add_(1)

@@ -43,6 +43,8 @@ class DecodingState:
     def __init__(self, lm: SLEDLM, rows: int, capacity: int, device, dtype,
                  fixed_shape: bool = True, decode_graph: Union[None, bool, str] = None):
         self.lm = lm
+        if not lm.training:
+            lm.decoder.pack()  # q | k | v and gate | up as one matmul each (modules/packed.py)
         self.cache = lm.decoder.new_cache(rows, capacity, device, dtype)
         self.last_hidden = torch.zeros(rows, lm.decoder.dim, device=device, dtype=dtype)
         self.next_position = torch.zeros(rows, dtype=torch.long, device=device)

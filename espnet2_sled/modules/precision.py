@@ -1,8 +1,9 @@
 """Lower-precision decoding, opt-in only: a bf16 backbone (for GPUs) or int8 linears (for CPUs).
 
 ``quantize="int8"``: the decoder's and the generator's trunk linears become PyTorch's own
-dynamic int8 linears (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
-quantized per call, fbgemm/x86 kernels); CPU only. ``decode_dtype="bfloat16"``: the
+dynamic int8 linears (``torch.ao.quantization.quantize_dynamic``: int8 weights with one
+scale per output row, activations quantized per call, fbgemm/x86 kernels); the decoder's
+packed q | k | v and gate | up (``modules/packed.py``) become one int8 linear each. CPU only. ``decode_dtype="bfloat16"``: the
 embeddings, decoder and generator trunk hold bf16 weights (and the KV cache is bf16).
 In both, what sets the output's scale stays fp32: the generator's output layer, the stop
 head, and (outside this module, never touched) the latent decoder; the energy distance is a
@@ -11,7 +12,7 @@ training loss, computed in fp32 whatever happens here. Neither is ever on by def
 Gap to fp32 at the same noise: the mean absolute frame difference over 20 autoregressive
 frames (cfg 2, no stop), divided by the fp32 frames' std. Measured on CPU on the tests' debug
 model (``tests/modules/test_precision.py``, seeds 0-2, which asserts the bounds below):
-int8 0.019 / 0.025 / 0.027, bf16 0.015 / 0.018 / 0.014. ``bench/bench_sled.py --precision``
+int8 0.012 / 0.032 / 0.019, bf16 0.015 / 0.018 / 0.014. ``bench/bench_sled.py --precision``
 prints the same measure for the paper config (random weights) beside the step times.
 """
 
@@ -48,9 +49,19 @@ def prepare_for_decoding(lm: SLEDLM, quantize: Optional[str] = None, decode_dtyp
         if device.type != "cpu":
             raise ValueError(f"quantize=int8 runs on the CPU only (PyTorch's dynamic int8 linears); the model is "
                              f"on {device}: use decode_dtype=bfloat16 on a GPU")
-        spec = {name: torch.ao.quantization.default_dynamic_qconfig for name in TRUNK}
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
         with warnings.catch_warnings():  # torch.ao.quantization warns of its move to torchao
             warnings.simplefilter("ignore", DeprecationWarning)
+            # q | k | v and gate | up: one int8 matmul each (modules/packed.py); the float
+            # linears they replace are left out of the per-module conversion below.
+            lm.decoder.pack()
+            packed = []
+            for block in lm.decoder.layers:
+                for pack in (block.self_attn.packed_qkv, block.mlp.packed_gate_up):
+                    pack.quantize_int8(qconfig)
+                    packed += [id(linear) for linear in pack.linears]
+            spec = {name: qconfig for name, m in lm.named_modules()
+                    if type(m) is nn.Linear and id(m) not in packed and name.startswith(TRUNK)}
             torch.ao.quantization.quantize_dynamic(lm, spec, dtype=torch.qint8, inplace=True)
     if bf16:
         for module in (lm.embed_tokens, lm.frame_proj, lm.input_norm, lm.decoder,

@@ -1,0 +1,76 @@
+"""Decode-time packing of the linears that read the same input: q | k | v, and gate | up.
+
+A decode step is a chain of matrix-vector products, and on a CPU each one also pays a
+fixed cost (dispatch, thread start-up, a short GEMV that never reaches full memory speed).
+Packed, a layer runs 4 matmuls instead of 7: the same weight bytes in fewer, larger reads
+(``bench/bench_sled.py``: ~10-20% of the paper config's CPU step). Every output element
+is the same dot product as before, so the frames are bitwise the same
+(``tests/modules/test_packed.py``).
+
+The packed weight *is* the parameters' storage: each parameter becomes a view of its rows,
+so packing adds no memory, the state dict keeps its keys and values, and in-place updates
+(an optimizer step, ``load_state_dict``) reach the packed weight too. A parameter that gets
+new storage afterwards (``model.to(...)``, ``load_state_dict(assign=True)``) is no longer a
+view: the packed path notices and falls back to the separate linears until the next decode
+packs again. The packed path runs only without autograd (its weight is not a parameter).
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PackedLinear:
+    """Bias-free ``linears`` with the same input as one ``[sum(out), in]`` matmul."""
+
+    def __init__(self, linears: Sequence[nn.Linear]):
+        if any(linear.bias is not None for linear in linears):
+            raise ValueError("only bias-free linears are packed")
+        self.linears = tuple(linears)
+        self.sizes = [linear.out_features for linear in linears]
+        self.weight = torch.cat([linear.weight.detach() for linear in linears])
+        for linear, rows in zip(linears, self.weight.split(self.sizes)):
+            linear.weight.data = rows
+        self.pointers = [linear.weight.data_ptr() for linear in linears]
+        self.quantized: Optional[nn.Module] = None  # set by quantize_int8
+
+    def intact(self) -> bool:
+        """Every parameter is still a view of the packed weight."""
+        return all(linear.weight.data_ptr() == p for linear, p in zip(self.linears, self.pointers))
+
+    def quantize_int8(self, qconfig) -> None:
+        """Run the packed matmul as one PyTorch dynamic int8 linear (CPU; see precision.py)."""
+        float_linear = nn.Linear(self.weight.shape[1], self.weight.shape[0], bias=False)
+        float_linear.weight.data = self.weight
+        float_linear.qconfig = qconfig
+        self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(float_linear)
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """x ``[..., in]`` -> one ``[..., out_i]`` per linear."""
+        y = self.quantized(x) if self.quantized is not None else F.linear(x, self.weight)
+        return y.split(self.sizes, dim=-1)
+
+
+def packed_or_separate(packed: Optional[PackedLinear], linears: Sequence[nn.Module],
+                       x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Each of ``linears`` applied to ``x``: one packed matmul when decoding (no autograd,
+    packing intact), else one matmul per linear (training, or after the storage moved)."""
+    if packed is not None and not torch.is_grad_enabled():
+        if packed.quantized is not None or torch.compiler.is_compiling() or packed.intact():
+            return packed(x)
+    return tuple(linear(x) for linear in linears)
+
+
+def pack_linears(packed: Optional[PackedLinear], linears: Sequence[nn.Module]) -> Optional[PackedLinear]:
+    """``packed`` if it is still intact, else a new packing of ``linears`` (left as they are
+    when they are not plain float linears, e.g. already quantized)."""
+    if packed is not None and (packed.quantized is not None or packed.intact()):
+        return packed
+    if not all(type(linear) is nn.Linear for linear in linears):
+        return packed
+    return PackedLinear(linears)
+
+
+__all__ = ["PackedLinear", "pack_linears", "packed_or_separate"]
