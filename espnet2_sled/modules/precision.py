@@ -3,8 +3,8 @@
 ``quantize="int8"``: the decoder's and the generator's trunk linears become PyTorch's own
 dynamic int8 linears (``torch.ao.quantization.quantize_dynamic``: int8 weights with one
 scale per output row, activations quantized per call, fbgemm/x86 kernels); the decoder's
-packed q | k | v and gate | up (``modules/packed.py``) become one int8 linear each. CPU only. ``decode_dtype="bfloat16"``: the
-embeddings, decoder and generator trunk hold bf16 weights (and the KV cache is bf16).
+packed q | k | v and gate | up (``modules/packed.py``) become one int8 linear each. CPU only.
+``decode_dtype="bfloat16"``: the embeddings, decoder and generator trunk hold bf16 weights (and the KV cache is bf16).
 In both, what sets the output's scale stays fp32: the generator's output layer, the stop
 head, and (outside this module, never touched) the latent decoder; the energy distance is a
 training loss, computed in fp32 whatever happens here. Neither is ever on by default.
