@@ -46,6 +46,7 @@ def test_stage4_filters_over_long_utterances_before_collecting_stats(recipe_with
                         "--train_config", str(REPO / "conf" / "debug.yaml")],
                        cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
+    assert "nltk" not in r.stderr.lower(), [line for line in r.stderr.splitlines() if "nltk" in line.lower()][:5]
     # the count, printed for train and for valid, before stats (and 0 dropped after)
     assert r.stderr.count("filter_by_length: kept 38 of 40 utterances; dropped 2 longer than 512 positions") == 2
     assert r.stderr.count("filter_by_length: kept 38 of 38 utterances; dropped 0 longer") == 2

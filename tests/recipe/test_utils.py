@@ -148,3 +148,30 @@ def test_fix_data_dir_sorts_intersects_and_writes_spk2utt(recipe_dir, tmp_path):
     assert (d / "wav.scp").read_text() == "r1 /x/r1.flac\nr2 /x/r2.flac\n"
     assert (d / "spk2utt").read_text() == "s1 a c\ns2 b\n"
     sh([str(recipe_dir / "utils/validate_data_dir.sh"), str(d)], tmp_path)
+
+
+# ---------------------------------------------------------------- local/subset_data_dir.sh
+def test_subset_data_dir_spreads_keeps_files_consistent_and_names_bad_input(tmp_path, recipe_dir):
+    src = tmp_path / "data" / "full"
+    src.mkdir(parents=True)
+    utts = [f"spk{i % 3}-utt{i:02d}" for i in range(12)]
+    (src / "text").write_text("".join(f"{u} words of {u}\n" for u in sorted(utts)))
+    (src / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in sorted(utts)))
+    (src / "segments").write_text("".join(f"{u} rec{u[-2:]} 0.0 1.0\n" for u in sorted(utts)))
+    (src / "wav.scp").write_text("".join(f"rec{u[-2:]} /audio/{u}.flac\n" for u in sorted(utts, key=lambda u: u[-2:])))
+    dst = tmp_path / "data" / "sub"
+    r = sh(["local/subset_data_dir.sh", str(src), "4", str(dst)], recipe_dir)
+    assert "4 of 12 utterances" in r.stdout
+    kept = [line.split()[0] for line in (dst / "text").read_text().splitlines()]
+    assert kept == sorted(utts)[::3]  # every 3rd, from the whole set
+    for name in ("utt2spk", "segments"):
+        assert [line.split()[0] for line in (dst / name).read_text().splitlines()] == kept
+    assert sorted(line.split()[0] for line in (dst / "wav.scp").read_text().splitlines()) == \
+        sorted(f"rec{u[-2:]}" for u in kept)  # only the recordings still used
+    assert (dst / "spk2utt").exists() and not (tmp_path / "data" / "sub.tmp").exists()
+    assert (src / "text").read_text().count("\n") == 12  # the source is untouched
+    for args, message in (([str(src), "0", str(dst)], "NUM_UTTS must be a positive integer (got '0')"),
+                          ([str(tmp_path / "nowhere"), "3", str(dst)], "nowhere/text not found")):
+        r = sh(["local/subset_data_dir.sh", *args], recipe_dir, check=False)
+        assert r.returncode == 1 and message in r.stderr
+    assert len((dst / "text").read_text().splitlines()) == 4  # a failed call leaves the old subset

@@ -29,9 +29,9 @@ def main():
         parser.error("give TEXT OUT pairs")
     none = {"none", "None", ""}
 
+    # espnet2_sled first: it defers g2p_en, whose import calls nltk.download (no_downloads.py)
+    import espnet2_sled.registry  # noqa: F401, I001  (token_type byte_bpe, cleaner sled_english)
     from espnet2.train.preprocessor import CommonPreprocessor
-
-    import espnet2_sled.registry  # noqa: F401  (token_type byte_bpe, cleaner sled_english)
 
     preprocess = CommonPreprocessor(
         train=False, token_type=args.token_type, token_list=args.token_list,
