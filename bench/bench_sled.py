@@ -108,6 +108,10 @@ def step_weight_bytes(lm):
             tensor = tensor[0]
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() or getattr(tensor, "is_quantized", False):
             total += tensor.numel() * tensor.element_size()
+    for block in lm.decoder.layers:  # int8 packed q | k | v and gate | up (their float weights are empty)
+        for pack in (block.self_attn.packed_qkv, block.mlp.packed_gate_up):
+            if pack is not None and pack.quantized is not None:
+                total += pack.quantized.weight().numel()
     return total
 
 

@@ -41,11 +41,16 @@ class PackedLinear:
         return all(linear.weight.data_ptr() == p for linear, p in zip(self.linears, self.pointers))
 
     def quantize_int8(self, qconfig) -> None:
-        """Run the packed matmul as one PyTorch dynamic int8 linear (CPU; see precision.py)."""
+        """Run the packed matmul as one PyTorch dynamic int8 linear (CPU; see precision.py).
+        The float weights are released (as ``quantize_dynamic`` does for the linears it
+        replaces): the parameters become empty, and the model decodes only."""
         float_linear = nn.Linear(self.weight.shape[1], self.weight.shape[0], bias=False)
         float_linear.weight.data = self.weight
         float_linear.qconfig = qconfig
         self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(float_linear)
+        for linear in self.linears:
+            linear.weight = nn.Parameter(linear.weight.new_empty(0), requires_grad=False)
+        self.weight = None
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x ``[..., in]`` -> one ``[..., out_i]`` per linear."""
@@ -57,8 +62,10 @@ def packed_or_separate(packed: Optional[PackedLinear], linears: Sequence[nn.Modu
                        x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """Each of ``linears`` applied to ``x``: one packed matmul when decoding (no autograd,
     packing intact), else one matmul per linear (training, or after the storage moved)."""
+    if packed is not None and packed.quantized is not None:
+        return packed(x)  # int8 (decoding only: the float weights are gone)
     if packed is not None and not torch.is_grad_enabled():
-        if packed.quantized is not None or torch.compiler.is_compiling() or packed.intact():
+        if torch.compiler.is_compiling() or packed.intact():
             return packed(x)
     return tuple(linear(x) for linear in linears)
 

@@ -47,6 +47,9 @@ def test_what_stays_fp32():
     prepare_for_decoding(int8.lm, quantize="int8")
     prepare_for_decoding(bf16.lm, decode_dtype="bfloat16")
     assert is_quantized(int8.lm.decoder) and is_quantized(int8.lm.generator.blocks)
+    for block in int8.lm.decoder.layers:  # packed q | k | v and gate | up: int8, their float weights released
+        assert block.self_attn.packed_qkv.quantized is not None and block.mlp.packed_gate_up.quantized is not None
+        assert block.self_attn.q_proj.weight.numel() == 0 and block.mlp.up_proj.weight.numel() == 0
     assert not is_quantized(model.lm)
     assert bf16.lm.decoder.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
     for m in (int8, bf16):
