@@ -9,8 +9,8 @@ Decode step modes (the same frames; ``tests/modules/test_fixed_shape_step.py``):
 * eager = the variable-shape step (``fixed_shape=False``: the cache sliced to its length,
   the mask rebuilt, a host sync per step for the stop decision);
 * fixed = the fixed-shape step (``Decoder.step``), run eagerly;
-* unpacked = fixed, with q | k | v and gate | up as separate matmuls (``Decoder.packing``
-  False; every other mode packs them, ``modules/packed.py``);
+* packed = fixed, with q | k | v and gate | up packed into one matmul each
+  (``Decoder.packing``, opt-in for fp32: ``modules/packed.py``);
 * graph = the fixed-shape step replayed as a CUDA graph (CPU: ``torch.compile``, only with
   ``--cpu_compile``: inductor builds C++ for minutes).
 
@@ -141,7 +141,7 @@ def bench_train(model, config, batch, device, amp, repeat=3):
 
 
 MODES = {"eager": dict(fixed_shape=False, decode_graph=False), "fixed": dict(fixed_shape=True, decode_graph=False),
-         "unpacked": dict(fixed_shape=True, decode_graph=False), "graph": dict(fixed_shape=True, decode_graph=True)}
+         "packed": dict(fixed_shape=True, decode_graph=False), "graph": dict(fixed_shape=True, decode_graph=True)}
 
 
 @torch.no_grad()
@@ -159,13 +159,14 @@ def bench_decode(model, config, batch, cfg_scale, device, frames=32, mode="fixed
     def run():
         out["gen"] = generate(lm, wrapped, wl, model.eos_id, cfg_scale=cfg_scale, stop_threshold=2.0,
                               max_frames=frames, noise=noise, **MODES[mode])
-    lm.decoder.packing = mode != "unpacked"
+    packing = lm.decoder.packing
+    lm.decoder.packing = mode == "packed" or packing
     try:
         total = timeit(run, device, repeat=repeat, warmup=1)
         pre = timeit(lambda: prefill(lm, wrapped, wl, model.eos_id, cfg=cfg_scale != 1.0, capacity=N + 2 + frames),
                      device, repeat=repeat, warmup=1)
     finally:
-        lm.decoder.packing = True
+        lm.decoder.packing = packing
     step = (total - pre) / frames
     return step, batch / step, out["gen"].frames
 

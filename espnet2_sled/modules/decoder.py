@@ -154,7 +154,8 @@ class Attention(nn.Module):
         B, L, _ = x.shape
         q, k, v = (
             y.view(B, L, self.heads, self.head_dim).transpose(1, 2)
-            for y in packed_or_separate(self.packed_qkv, (self.q_proj, self.k_proj, self.v_proj), x)
+            for y in packed_or_separate(self.packed_qkv, (self.q_proj, self.k_proj, self.v_proj), x,
+                                        step=isinstance(span, torch.Tensor))
         )
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
@@ -197,8 +198,8 @@ class SwiGLU(nn.Module):
         self.dropout = nn.Dropout(config.activation_dropout)
         self.packed_gate_up: Optional[PackedLinear] = None  # gate | up as one matmul when decoding (Decoder.pack)
 
-    def forward(self, x):
-        gate, up = packed_or_separate(self.packed_gate_up, (self.gate_proj, self.up_proj), x)
+    def forward(self, x, step: bool = False):
+        gate, up = packed_or_separate(self.packed_gate_up, (self.gate_proj, self.up_proj), x, step)
         if self.training and self.dropout.p > 0 and torch.is_grad_enabled():
             # Recompute silu(gate) and the dropout mask in the backward instead of keeping
             # them (training memory); the RNG state is replayed: same mask, same gradients.
@@ -220,7 +221,8 @@ class Block(nn.Module):
 
     def forward(self, x, rope, mask, cache, layer, span, probe=None):
         x = x + self.dropout(self.self_attn(self.input_layernorm(x), rope, mask, cache, layer, span, probe))
-        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
+        step = isinstance(span, torch.Tensor)  # the fixed-shape decode step (Decoder.step)
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x), step))
 
 
 class Decoder(nn.Module):
@@ -235,19 +237,26 @@ class Decoder(nn.Module):
         # A constant of the model, computed once (not per decode step). A plain fp32 tensor,
         # not a buffer: model.to(dtype=half) must not round the rotation frequencies.
         self.inv_freq = rotary_inv_freq(self.head_dim, config.rope_theta)
-        # Decoding packs q | k | v and gate | up (pack); False keeps the separate linears
-        # (the reference that tests and benches compare the packed step with).
-        self.packing = True
+        # True: the fp32/bf16 decode step packs q | k | v and gate | up (pack). Off by default:
+        # the packed matmul may round ~1 ulp differently, which a free-running decode
+        # amplifies, and the frames must stay bitwise those of the unpacked model (the
+        # reference implementation's layout). int8 decoding always packs (precision.py).
+        self.packing = False
 
     def pack(self) -> None:
-        """Pack each layer's q | k | v and gate | up linears for decoding (``modules/packed.py``:
-        same outputs, no added memory, state dict unchanged). Idempotent: a packing that is
+        """Pack each layer's q | k | v and gate | up linears for the decode step when
+        ``packing`` (``modules/packed.py``: no added memory, state dict unchanged, outputs
+        within ~1 ulp per step). Idempotent: a packing that is
         still intact is kept; called at the start of every decode (``DecodingState``). With
-        ``packing`` False, any packing is dropped and the separate linears run."""
+        ``packing`` False, float packings are dropped and the separate linears run (int8
+        packings stay: their float weights are gone)."""
         for block in self.layers:
             attn, mlp = block.self_attn, block.mlp
             if not self.packing:
-                attn.packed_qkv = mlp.packed_gate_up = None
+                if attn.packed_qkv is not None and attn.packed_qkv.quantized is None:
+                    attn.packed_qkv = None
+                if mlp.packed_gate_up is not None and mlp.packed_gate_up.quantized is None:
+                    mlp.packed_gate_up = None
                 continue
             attn.packed_qkv = pack_linears(attn.packed_qkv, (attn.q_proj, attn.k_proj, attn.v_proj))
             mlp.packed_gate_up = pack_linears(mlp.packed_gate_up, (mlp.gate_proj, mlp.up_proj))

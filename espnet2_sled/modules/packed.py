@@ -3,9 +3,14 @@
 A decode step is a chain of matrix-vector products, and on a CPU each one also pays a
 fixed cost (dispatch, thread start-up, a short GEMV that never reaches full memory speed).
 Packed, a layer runs 4 matmuls instead of 7: the same weight bytes in fewer, larger reads
-(``bench/bench_sled.py``: ~10-20% of the paper config's CPU step). Every output element
-is the same dot product as before, so the frames are bitwise the same
-(``tests/modules/test_packed.py``).
+(``bench/bench_sled.py --modes fixed packed``). Only the one-slot decode step is packed;
+multi-slot feeds (prefill, streaming text, prompts) keep the separate linears. A wider
+matrix may be summed in another order by the BLAS (~1 ulp per step, ``tests/modules/
+test_packed.py`` bounds it at 1e-6), and a free-running decode amplifies such differences
+over its frames (same stop steps, but frames of a trained mini model up to ~2 apart after
+100 steps). So for fp32/bf16 it is opt-in (``Decoder.packing``), keeping the frames
+bitwise those of the unpacked layout that the reference implementation uses; int8
+decoding, which changes the arithmetic anyway, always packs (``precision.py``).
 
 The packed weight *is* the parameters' storage: each parameter becomes a view of its rows,
 so packing adds no memory, the state dict keeps its keys and values, and in-place updates
@@ -59,12 +64,13 @@ class PackedLinear:
 
 
 def packed_or_separate(packed: Optional[PackedLinear], linears: Sequence[nn.Module],
-                       x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """Each of ``linears`` applied to ``x``: one packed matmul when decoding (no autograd,
-    packing intact), else one matmul per linear (training, or after the storage moved)."""
+                       x: torch.Tensor, step: bool) -> Tuple[torch.Tensor, ...]:
+    """Each of ``linears`` applied to ``x``: one packed matmul in the decode step (``step``:
+    one slot per row, no autograd, packing intact), else one matmul per linear (training,
+    prefill and other multi-slot feeds, or after the storage moved)."""
     if packed is not None and packed.quantized is not None:
         return packed(x)  # int8 (decoding only: the float weights are gone)
-    if packed is not None and not torch.is_grad_enabled():
+    if packed is not None and step and not torch.is_grad_enabled():
         if torch.compiler.is_compiling() or packed.intact():
             return packed(x)
     return tuple(linear(x) for linear in linears)

@@ -54,6 +54,7 @@ def prepare_for_decoding(lm: SLEDLM, quantize: Optional[str] = None, decode_dtyp
             warnings.simplefilter("ignore", DeprecationWarning)
             # q | k | v and gate | up: one int8 matmul each (modules/packed.py); the float
             # linears they replace are left out of the per-module conversion below.
+            lm.decoder.packing = True
             lm.decoder.pack()
             packed = []
             for block in lm.decoder.layers:

@@ -1,6 +1,6 @@
-"""Decode-time packing of q | k | v and gate | up (modules/packed.py): the same frames as the
-separate linears, no added memory, an unchanged state dict, and no stale weights after the
-parameters change (in place or by new storage)."""
+"""Decode-step packing of q | k | v and gate | up (modules/packed.py, opt-in for fp32): the
+frames of the separate linears (1e-6), no added memory, an unchanged state dict, no stale
+weights after the parameters change (in place or by new storage), and off by default."""
 
 import torch
 
@@ -21,13 +21,18 @@ def decode(model, noise, **kw):
 
 
 def unpacked_decode(model, noise, **kw):
-    """The reference: the separate linears, on a model that was never packed."""
+    """The reference: the separate linears (the default), on a model that was never packed."""
     fresh = tiny_sled().eval()
     fresh.load_state_dict(model.state_dict())
-    fresh.lm.decoder.packing = False
     out = decode(fresh, noise, **kw)
     assert all(b.self_attn.packed_qkv is None and b.mlp.packed_gate_up is None for b in fresh.lm.decoder.layers)
     return out
+
+
+def packed_sled():
+    model = tiny_sled().eval()
+    model.lm.decoder.packing = True
+    return model
 
 
 def packs(model):
@@ -41,7 +46,7 @@ def assert_same(a, b):
 
 
 def test_packed_decoding_gives_the_frames_of_the_separate_linears():
-    model = tiny_sled().eval()
+    model = packed_sled()
     noise = torch.randn(2, 70, model.lm.noise_dim, generator=torch.Generator().manual_seed(0))
     for fixed_shape in (True, False):
         out = decode(model, noise, fixed_shape=fixed_shape)
@@ -51,7 +56,7 @@ def test_packed_decoding_gives_the_frames_of_the_separate_linears():
 
 
 def test_packing_adds_no_memory_and_keeps_the_state_dict():
-    model = tiny_sled().eval()
+    model = packed_sled()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     decode(model, torch.randn(2, 70, model.lm.noise_dim))
     after = model.state_dict()
@@ -64,7 +69,7 @@ def test_packing_adds_no_memory_and_keeps_the_state_dict():
 
 
 def test_trained_or_replaced_weights_are_never_stale():
-    model = tiny_sled().eval()
+    model = packed_sled()
     noise = torch.randn(2, 70, model.lm.noise_dim)
     decode(model, noise)
     # in place: one optimizer step after a decode updates the packed weight through its views
@@ -93,3 +98,9 @@ def test_trained_or_replaced_weights_are_never_stale():
     out = decode(model, noise)
     assert all(p.intact() for p in packs(model))
     assert_same(unpacked_decode(model, noise), out)
+
+
+def test_off_by_default():
+    model = tiny_sled().eval()
+    decode(model, torch.randn(2, 70, model.lm.noise_dim))
+    assert packs(model) == [None] * 4
