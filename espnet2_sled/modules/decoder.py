@@ -10,7 +10,7 @@ one-frame steps (through ``KVCache``), left-padded batches and the streaming lay
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -243,23 +243,19 @@ class Decoder(nn.Module):
         # reference implementation's layout). int8 decoding always packs (precision.py).
         self.packing = False
 
-    def pack(self) -> None:
+    def pack(self, enabled: Optional[bool] = None) -> List[PackedLinear]:
         """Pack each layer's q | k | v and gate | up linears for the decode step when
-        ``packing`` (``modules/packed.py``: no added memory, state dict unchanged, outputs
-        within ~1 ulp per step). Idempotent: a packing that is
-        still intact is kept; called at the start of every decode (``DecodingState``). With
-        ``packing`` False, float packings are dropped and the separate linears run (int8
-        packings stay: their float weights are gone)."""
+        ``enabled`` (default: ``packing``; ``modules/packed.py``: no added memory, state dict
+        unchanged, outputs within ~1 ulp per step); returns the packings in use. Called at
+        the start of every decode (``DecodingState``): an intact packing is kept, a broken
+        one rebuilt, a disabled one dropped; an int8 packing (precision.py) stays for good."""
+        enabled = self.packing if enabled is None else enabled
         for block in self.layers:
             attn, mlp = block.self_attn, block.mlp
-            if not self.packing:
-                if attn.packed_qkv is not None and attn.packed_qkv.quantized is None:
-                    attn.packed_qkv = None
-                if mlp.packed_gate_up is not None and mlp.packed_gate_up.quantized is None:
-                    mlp.packed_gate_up = None
-                continue
-            attn.packed_qkv = pack_linears(attn.packed_qkv, (attn.q_proj, attn.k_proj, attn.v_proj))
-            mlp.packed_gate_up = pack_linears(mlp.packed_gate_up, (mlp.gate_proj, mlp.up_proj))
+            attn.packed_qkv = pack_linears(attn.packed_qkv, (attn.q_proj, attn.k_proj, attn.v_proj), enabled)
+            mlp.packed_gate_up = pack_linears(mlp.packed_gate_up, (mlp.gate_proj, mlp.up_proj), enabled)
+        return [p for block in self.layers for p in (block.self_attn.packed_qkv, block.mlp.packed_gate_up)
+                if p is not None]
 
     def new_cache(self, rows: int, capacity: int, device, dtype) -> KVCache:
         return KVCache(len(self.layers), rows, self.heads, self.head_dim, capacity, device, dtype)

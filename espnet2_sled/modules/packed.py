@@ -76,14 +76,16 @@ def packed_or_separate(packed: Optional[PackedLinear], linears: Sequence[nn.Modu
     return tuple(linear(x) for linear in linears)
 
 
-def pack_linears(packed: Optional[PackedLinear], linears: Sequence[nn.Module]) -> Optional[PackedLinear]:
-    """``packed`` if it is still intact, else a new packing of ``linears`` (left as they are
-    when they are not plain float linears, e.g. already quantized)."""
-    if packed is not None and (packed.quantized is not None or packed.intact()):
+def pack_linears(packed: Optional[PackedLinear], linears: Sequence[nn.Module],
+                 enabled: bool) -> Optional[PackedLinear]:
+    """The packing a decode uses: an int8 one is kept for good (its float weights are gone);
+    a float one is kept while intact, rebuilt when broken, and dropped when not ``enabled``
+    (or when the linears are not plain float linears, e.g. quantized by someone else)."""
+    if packed is not None and packed.quantized is not None:
         return packed
-    if not all(type(linear) is nn.Linear for linear in linears):
-        return packed
-    return PackedLinear(linears)
+    if not enabled or not all(type(linear) is nn.Linear for linear in linears):
+        return None
+    return packed if packed is not None and packed.intact() else PackedLinear(linears)
 
 
 __all__ = ["PackedLinear", "pack_linears", "packed_or_separate"]

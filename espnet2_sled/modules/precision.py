@@ -54,13 +54,10 @@ def prepare_for_decoding(lm: SLEDLM, quantize: Optional[str] = None, decode_dtyp
             warnings.simplefilter("ignore", DeprecationWarning)
             # q | k | v and gate | up: one int8 matmul each (modules/packed.py); the float
             # linears they replace are left out of the per-module conversion below.
-            lm.decoder.packing = True
-            lm.decoder.pack()
             packed = []
-            for block in lm.decoder.layers:
-                for pack in (block.self_attn.packed_qkv, block.mlp.packed_gate_up):
-                    pack.quantize_int8(qconfig)
-                    packed += [id(linear) for linear in pack.linears]
+            for pack in lm.decoder.pack(enabled=True):
+                pack.quantize_int8(qconfig)
+                packed += [id(linear) for linear in pack.linears]
             spec = {name: qconfig for name, m in lm.named_modules()
                     if type(m) is nn.Linear and id(m) not in packed and name.startswith(TRUNK)}
             torch.ao.quantization.quantize_dynamic(lm, spec, dtype=torch.qint8, inplace=True)
