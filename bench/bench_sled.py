@@ -69,6 +69,11 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def median(values):
+    """The middle value (the upper one of an even count)."""
+    return sorted(values)[len(values) // 2]
+
+
 def timeit(fn, device, repeat=5, warmup=2):
     for _ in range(warmup):
         fn()
@@ -79,8 +84,7 @@ def timeit(fn, device, repeat=5, warmup=2):
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+    return median(times)
 
 
 def peak_memory_mb(device):
@@ -171,10 +175,6 @@ def bench_decode(model, config, batch, cfg_scale, device, frames=32, mode="fixed
     return step, batch / step, out["gen"].frames
 
 
-def median(values):
-    return sorted(values)[len(values) // 2]
-
-
 def drift(frames, reference):
     return float((frames.float() - reference).abs().mean() / reference.std())
 
@@ -211,7 +211,7 @@ def host_profile(model, config, device, frames=64):
             run()
             periods += [b - a for a, b in zip(starts, starts[1:])]
             forwards += inside[:-1]
-        step, inside_step = sorted(periods)[len(periods) // 2], sorted(forwards)[len(forwards) // 2]
+        step, inside_step = median(periods), median(forwards)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             run()
     finally:

@@ -27,18 +27,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_sled import MODES, build, sync  # noqa: E402
+from bench_sled import MODES, build, median, sync  # noqa: E402
 from espnet2_sled.latent import build_latent_space  # noqa: E402
 from espnet2_sled.modules.generation import generate  # noqa: E402
 from espnet2_sled.streaming import StreamingSession  # noqa: E402
 
 TEXT = ("Streaming speech synthesis starts talking before the whole sentence has arrived, "
         "which matters when the text comes from a language model one word at a time.")
-
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
 
 
 @torch.no_grad()
