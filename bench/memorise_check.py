@@ -64,7 +64,7 @@ fl = torch.tensor([len(f) for f in feats])
 print("frames", fl.tolist(), "data mean/std", float(fe[0].mean()), float(fe[0].std()))
 ck = out / "model.pth"
 if args.load and ck.exists():
-    model.load_state_dict(torch.load(ck))
+    model.load_state_dict(torch.load(ck, weights_only=True))
 else:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     t0 = time.time()

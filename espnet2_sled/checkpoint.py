@@ -15,6 +15,7 @@ either runs code or decodes with random weights. Here:
 packed zips) call this module; it imports no ESPnet.
 """
 
+import datetime
 import json
 import logging
 import pickle
@@ -22,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 PathLike = Union[str, Path]
@@ -63,6 +65,19 @@ def read_torch_file(path: PathLike, map_location: str = "cpu", allowed_globals: 
             f"model file '{path}' could not be read as a PyTorch checkpoint ({type(e).__name__}: "
             f"{str(e).strip().splitlines()[0]}); is it truncated or not a .pth?"
         ) from None
+
+
+# The plain types besides tensors that ESPnet's trainer writes into checkpoint.pth (the
+# reporter's numpy scalars and timings); nothing else in a resume file is unpickled.
+RESUME_GLOBALS = [np._core.multiarray.scalar, np.dtype, datetime.timedelta,
+                  *{type(np.dtype(code)) for code in "?bhilqBHILQefdg"}]
+
+
+def read_resume_file(path: PathLike, map_location: str = "cpu") -> dict:
+    """ESPnet's ``checkpoint.pth`` (model, optimizers, schedulers, reporter), weights-only:
+    read by ``SLEDTrainer.resume`` and by the recipe's learning curve (the reporter's counts)."""
+    return read_torch_file(path, map_location, RESUME_GLOBALS,
+                           advice="the trainer writes only tensors, numpy scalars and timings there")
 
 
 def safetensors_problem(path: Path) -> Optional[str]:

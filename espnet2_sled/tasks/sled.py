@@ -6,7 +6,6 @@ that unpickle ``SLEDTask.main_worker`` and so import this module, which register
 """
 
 import argparse
-import datetime
 import logging
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -17,7 +16,7 @@ from espnet2.tasks.tts import TTSTask
 from espnet2.train.trainer import Trainer
 
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled and byte_bpe, also in spawned workers)
-from espnet2_sled.checkpoint import load_init_param, load_model_file, load_state_strictly, read_torch_file
+from espnet2_sled.checkpoint import load_init_param, load_model_file, load_state_strictly, read_resume_file
 from espnet2_sled.modules.config import tts_conf_defaults
 from espnet2_sled.text_frontend import CLEANER
 from espnet2_sled.upstream.tokenizer import BYTE_BPE
@@ -56,20 +55,13 @@ class SLEDInputCheck:
         return data
 
 
-# The plain types besides tensors that ESPnet's trainer writes into checkpoint.pth (the
-# reporter's numpy scalars and timings); nothing else in a resume file is unpickled.
-RESUME_GLOBALS = [np._core.multiarray.scalar, np.dtype, datetime.timedelta,
-                  *{type(np.dtype(code)) for code in "?bhilqBHILQefdg"}]
-
-
 class SLEDTrainer(Trainer):
     """ESPnet's trainer, resuming from ``checkpoint.pth`` without unpickling code."""
 
     @staticmethod
     def resume(checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
         device = f"cuda:{torch.cuda.current_device()}" if ngpu > 0 else "cpu"
-        states = read_torch_file(checkpoint, device, RESUME_GLOBALS,
-                                 advice="the trainer writes only tensors, numpy scalars and timings there")
+        states = read_resume_file(checkpoint, device)
         if strict:
             load_state_strictly(model, states["model"], str(checkpoint))
         else:  # ESPnet's adapters save only their own weights

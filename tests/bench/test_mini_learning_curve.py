@@ -69,7 +69,7 @@ def test_train_then_unpack_gives_a_model_espnet_loads(tmp_path):
     config = yaml.safe_load((tmp_path / "long" / "config.yaml").read_text())
     assert config["token_list"] == token["token_list"] and config["token_type"] == "word"
     assert config["tts_conf"]["frame_noise"] == 0.1
-    state = torch.load(tmp_path / "long" / "valid.loss.best.pth")
+    state = torch.load(tmp_path / "long" / "valid.loss.best.pth", weights_only=True)
     assert all(k.startswith("tts.") and v.dtype != torch.float16 for k, v in state.items())
     model = SLED(len(config["token_list"]), config["odim"], **config["tts_conf"])
     untrained = heldout_test_score(model, tmp_path / "data.pt")
@@ -83,7 +83,7 @@ def heldout_test_score(model, data_path):
     sys.path.insert(0, str(REPO / "bench"))
     import mini_learning_curve as probe
 
-    rows = probe.load_rows(torch.load(data_path, weights_only=False), "test")
+    rows = probe.load_rows(torch.load(data_path, weights_only=True), "test")
     return probe.heldout(model, rows)
 
 

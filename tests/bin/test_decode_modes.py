@@ -102,6 +102,6 @@ def test_streaming_fine_tune_from_offline_checkpoint(tmp_path):
     streaming = tmp_path / "streaming"
     sled_train.main(train_args(data, streaming, config=tmp_path / "streaming.yaml",
                                extra=["--init_param", str(offline / "1epoch.pth")]))
-    a, b = torch.load(offline / "1epoch.pth"), torch.load(streaming / "1epoch.pth")
+    a, b = (torch.load(d / "1epoch.pth", weights_only=True) for d in (offline, streaming))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert yaml.safe_load((streaming / "config.yaml").read_text())["tts_conf"]["layout"] == "packed"

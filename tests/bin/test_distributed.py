@@ -31,8 +31,8 @@ def test_two_rank_gloo_training_keeps_ranks_identical(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[vm:0/2]" in proc.stderr and "distributed: true" in (exp / "config.yaml").read_text()
-    r0, r1 = torch.load(tmp_path / "rank0.pth"), torch.load(tmp_path / "rank1.pth")
-    init = torch.load(tmp_path / "rank0_init.pth")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pth", weights_only=True) for r in (0, 1))
+    init = torch.load(tmp_path / "rank0_init.pth", weights_only=True)
     assert set(r0) == set(r1)
     for key in r0:
         assert torch.equal(r0[key], r1[key]), key

@@ -38,7 +38,7 @@ def test_training_wrote_checkpoints_and_config(trained):
 def test_checkpoint_round_trips_strictly_through_espnet_loading(trained):
     _, exp = trained
     model, _ = SLEDTask.build_model_from_file(exp / "config.yaml", exp / "2epoch.pth", "cpu")
-    saved = torch.load(exp / "2epoch.pth", map_location="cpu")
+    saved = torch.load(exp / "2epoch.pth", map_location="cpu", weights_only=True)
     loaded = model.state_dict()
     assert set(saved) == set(loaded), set(saved) ^ set(loaded)
     for key in saved:

@@ -42,7 +42,7 @@ def test_resume_then_rows_then_report(recipe_dir, tmp_path):
         sled_train.main(train_args(data, chunked, config=tmp_path / "conf.yaml",
                                    extra=["--resume", "true", "--max_epoch", str(epoch)]))
         assert (chunked / f"{epoch}epoch.pth").exists()
-    a, b = torch.load(whole / "2epoch.pth"), torch.load(chunked / "2epoch.pth")
+    a, b = torch.load(whole / "2epoch.pth", weights_only=True), torch.load(chunked / "2epoch.pth", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     exp = chunked

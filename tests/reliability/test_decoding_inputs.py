@@ -204,7 +204,7 @@ def eager_stopper(tmp_path_factory):
     stops at its first frame, after reading one chunk of text."""
     root = tmp_path_factory.mktemp("eager")
     exp = train_tiny(root, layout="packed")
-    state = torch.load(exp / "1epoch.pth")
+    state = torch.load(exp / "1epoch.pth", weights_only=True)
     state["tts.lm.stop_head.weight"].zero_()
     torch.save(state, exp / "eager.pth")
     return root, exp
@@ -261,7 +261,7 @@ def test_write_wav_scales_peaks_instead_of_clipping(tmp_path):
 
 def test_cli_writes_loud_model_output_without_clipping(offline_exp, tmp_path):
     root, exp = offline_exp
-    state = torch.load(exp / "1epoch.pth")
+    state = torch.load(exp / "1epoch.pth", weights_only=True)
     state["tts.lm.generator.output.linear.bias"] += 1.0  # log-mel + 1: peaks at about 3x full scale
     torch.save(state, tmp_path / "loud.pth")
     (tmp_path / "config.yaml").write_text((exp / "config.yaml").read_text())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from espnet2_sled.bin import sled_inference, sled_train
-from espnet2_sled.checkpoint import CheckpointError
+from espnet2_sled.checkpoint import CheckpointError, read_resume_file
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import SLEDText2Speech
 from factory import train_args
@@ -130,7 +130,7 @@ def test_resume_reads_the_trainer_checkpoint_weights_only(trained, tmp_path):
     assert (resumed / "2epoch.pth").is_file()
 
     marker = tmp_path / "resume.ran"
-    states = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)  # our own file
+    states = read_resume_file(exp / "checkpoint.pth")  # the reader resume uses
     states["reporter"]["extra"] = CreatesFile(marker)
     torch.save(states, resumed / "checkpoint.pth")
     with pytest.raises(CheckpointError, match="checkpoint.pth' holds more than tensors"):

@@ -84,7 +84,7 @@ def test_config_mapping_offline_and_streaming():
 def test_round_trip_import_then_export_gives_the_original_tensors(tmp_path):
     config, state = write_checkpoint(tmp_path / "src", streaming=True)
     out = import_checkpoint(tmp_path / "src", tmp_path / "exp", latent="none")
-    ours = torch.load(out / "model.pth", map_location="cpu")
+    ours = torch.load(out / "model.pth", map_location="cpu", weights_only=True)
     assert all(k.startswith("tts.") for k in ours)
     back = export_state_dict(ours, load_yaml(out / "config.yaml")["tts_conf"]["stop_pos_weight"])
     assert set(back) == set(state)
@@ -101,7 +101,7 @@ def test_model_loads_strictly_through_espnet(encodec_exp):
     vocab = json.loads((root / "src/vocab.json").read_text())
     assert conf["token_list"] == sorted(vocab, key=vocab.get)
     assert conf["tts_conf"]["latent"] == "encodec" and conf["tts_conf"]["latent_conf"]["weights"] == "deferred"
-    saved = torch.load(exp / "model.pth", map_location="cpu")
+    saved = torch.load(exp / "model.pth", map_location="cpu", weights_only=True)
     assert any(k.startswith("tts.latent_space.") for k in saved)
     model, _ = SLEDTask.build_model_from_file(exp / "config.yaml", exp / "model.pth", "cpu")
     loaded = model.state_dict()
@@ -260,7 +260,7 @@ def test_export_writes_a_folder_that_imports_to_the_same_model(tmp_path):
     assert exported_config["stream_n"] == 3 and exported_config["vocab_size"] == config["vocab_size"]
     assert json.loads((folder / "vocab.json").read_text()) == json.loads((tmp_path / "src/vocab.json").read_text())
     second = import_checkpoint(folder, tmp_path / "exp2", latent="none")
-    a, b = (torch.load(d / "model.pth", map_location="cpu") for d in (first, second))
+    a, b = (torch.load(d / "model.pth", map_location="cpu", weights_only=True) for d in (first, second))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert load_yaml(first / "config.yaml")["tts_conf"] == load_yaml(second / "config.yaml")["tts_conf"]
     roberta = RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))

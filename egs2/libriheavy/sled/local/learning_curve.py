@@ -52,9 +52,9 @@ def spread(keys, m):
 def trained_updates(exp: Path, epoch: int) -> int:
     """Updates done by the end of ``epoch``, as ESPnet's trainer counted them (its reporter in
     ``checkpoint.pth``), so a change of num_iters_per_epoch between restarts is counted right."""
-    import torch
+    from espnet2_sled.checkpoint import read_resume_file
 
-    reporter = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]
+    reporter = read_resume_file(exp / "checkpoint.pth")["reporter"]
     if epoch not in reporter["stats"]:
         sys.exit(f"{exp}/checkpoint.pth has no epoch {epoch} (it is at epoch {reporter['epoch']})")
     return int(reporter["stats"][epoch]["train"]["total_count"])
