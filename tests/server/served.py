@@ -2,11 +2,11 @@
 
 import asyncio
 import base64
+import http.client
 import io
 import json
 import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -48,7 +48,8 @@ async def stream(url: str, messages: List[Any], session: Optional[aiohttp.Client
     own = session is None
     session = session or aiohttp.ClientSession()
     try:
-        async with session.ws_connect(url + "/stream", timeout=aiohttp.ClientWSTimeout(ws_close=TIMEOUT)) as ws:
+        timeout = aiohttp.ClientWSTimeout(ws_close=TIMEOUT)
+        async with session.ws_connect(loopback(url) + "/stream", timeout=timeout) as ws:
             for m in messages:
                 if isinstance(m, bytes):
                     await ws.send_bytes(m)
@@ -108,21 +109,29 @@ def loopback(url: str) -> str:
     return url
 
 
+def http_exchange(url: str, method: str, path: str, body: Optional[bytes] = None):
+    """One HTTP request to the loopback server -> (status, content type, body bytes)."""
+    parts = urllib.parse.urlsplit(loopback(url))
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        connection.close()
+
+
 def get_json(url: str, path: str) -> Dict[str, Any]:
-    with urllib.request.urlopen(loopback(url) + path, timeout=TIMEOUT) as r:
-        return json.loads(r.read())
+    status, _, body = http_exchange(url, "GET", path)
+    assert status == 200, (path, status, body[:500])
+    return json.loads(body)
 
 
 def post(url: str, body: Any):
     """POST /synthesize -> (status, content type, body bytes)."""
     data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    request = urllib.request.Request(loopback(url) + "/synthesize", data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as r:
-            return r.status, r.headers["Content-Type"], r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers["Content-Type"], e.read()
+    return http_exchange(url, "POST", "/synthesize", data)
 
 
 def wait_idle(url: str, timeout: float = 10.0) -> float:
