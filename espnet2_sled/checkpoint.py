@@ -1,7 +1,7 @@
 """Reading model weights without running code: every checkpoint this package loads comes here.
 
-A ``.pth`` is a pickle, and unpickling can run arbitrary code; ESPnet's own loaders call
-``torch.load(weights_only=False)`` and then load non-strictly, so a wrong or hostile file
+A ``.pth`` is a pickle, and unpickling can run arbitrary code; ESPnet's own loaders
+unpickle the whole file (any object) and then load non-strictly, so a wrong or hostile file
 either runs code or decodes with random weights. Here:
 
 * ``.pth`` files are read with ``torch.load(weights_only=True)`` (tensors and plain

@@ -78,7 +78,7 @@ class SLEDText2Speech(Text2Speech):
     ):
         if train_config is None and model_file is not None:
             train_config = Path(model_file).parent / "config.yaml"
-        # ESPnet's loader unpickles with weights_only=False and loads non-strictly: build the
+        # ESPnet's loader unpickles the whole file (any object) and loads non-strictly: build the
         # model from its config, then read the weights safely and strictly (checkpoint.py).
         super().__init__(
             train_config, None, use_teacher_forcing=use_teacher_forcing, device=device, dtype=dtype, **kwargs

@@ -84,7 +84,7 @@ class SLEDTask(TTSTask):
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
-        # ESPnet reads --init_param after build_model with torch.load(weights_only=False) and a
+        # ESPnet reads --init_param after build_model by unpickling the whole file (any object) and a
         # lax key check; build_model reads it here instead (weights only, every key checked)
         # and leaves ESPnet's loop nothing to load.
         cls._init_param, args.init_param = list(getattr(args, "init_param", None) or []), []
