@@ -77,6 +77,7 @@ class SLEDConfig:
     # (self_feed, which needs a pass of its own inside the loss, is a LossConfig field).
     frame_dropout: float = 0.0  # dropout on fed-back frame embeddings (training; 0 = upstream)
     frame_noise: float = 0.0  # std of Gaussian noise on fed-back frames (training; 0 = upstream)
+    frame_drop: float = 0.0  # probability a fed-back frame is hidden whole (training; 0 = upstream)
     max_positions: int = 2048
     # per-frame generator
     generator_width: int = 1024
@@ -109,6 +110,8 @@ class SLEDConfig:
             raise ValueError(f"tts_conf.dim {self.dim} is not divisible by tts_conf.heads {self.heads}")
         if not 0.0 <= self.frame_dropout < 1.0:
             raise ValueError(f"tts_conf.frame_dropout must lie in [0, 1) (got {self.frame_dropout})")
+        if not 0.0 <= self.frame_drop < 1.0:
+            raise ValueError(f"tts_conf.frame_drop must lie in [0, 1) (got {self.frame_drop})")
         if not self.frame_noise >= 0.0:
             raise ValueError(f"tts_conf.frame_noise must be >= 0 (got {self.frame_noise})")
         loss = self.loss

@@ -71,6 +71,13 @@ class SLEDLM(nn.Module):
         # predict the next one, so the model has to read the text early in training.
         if self.training and self.config.frame_dropout > 0:
             frame_emb = F.dropout(frame_emb, self.config.frame_dropout)
+        # Whole-frame drop (training only; 0 = off, as upstream): each fed-back frame's embedding
+        # is zeroed with probability frame_drop. Element-wise dropout leaves most of a frame's
+        # information in place; a hidden frame cannot be copied, so the next frame has to come
+        # from the text (and older frames).
+        if self.training and self.config.frame_drop > 0:
+            keep = torch.rand(frame_emb.shape[:-1], device=frame_emb.device) >= self.config.frame_drop
+            frame_emb = frame_emb * keep[..., None].to(frame_emb.dtype)
         eos_emb = self.embed_tokens.weight[eos_id].to(text_emb.dtype)
         is_frame = (layout.frame_index >= 0)[..., None]
         x = torch.where(is_frame, frame_emb.to(text_emb.dtype), text_emb)

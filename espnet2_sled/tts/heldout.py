@@ -29,3 +29,28 @@ def heldout_energy_distance(tts, items: Iterable[Tuple[torch.Tensor, torch.Tenso
         frames += feats.shape[1]
     tts.train(was_training)
     return total / frames
+
+
+@torch.no_grad()
+def teacher_forced_frames(tts, text: torch.Tensor, feats: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Frames ``[T, D]`` sampled one by one from the ground-truth past: frame t is the
+    generator's sample given text ids ``[N]`` and ``feats[:t]`` (``feats``: ``[T, D]``), one
+    noise draw per frame from ``seed``, no CFG. Scored against another sentence's text, this
+    tells whether the model reads: a model that only continues the previous frame sounds the
+    same whichever text it is given. The model's train/eval mode is restored afterwards."""
+    from espnet2_sled.modules.layout import build_layout
+
+    was_training = tts.training
+    tts.eval()
+    device = next(tts.parameters()).device
+    ids, lengths = tts.wrap_text(text.long().to(device)[None], torch.tensor([text.shape[0]], device=device))
+    feats = feats.float().to(device)[None]
+    frame_lengths = torch.tensor([feats.shape[1]], device=device)
+    layout = build_layout(lengths, frame_lengths, tts.config.layout, tts.config.tokens_per_chunk,
+                          tts.config.frames_per_chunk)
+    h = tts.lm.hidden_states(ids, lengths, feats, frame_lengths, layout, tts.eos_id)  # [1, L, dim]
+    z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))  # [1, T, dim]
+    noise = torch.randn(1, feats.shape[1], tts.lm.noise_dim, generator=torch.Generator().manual_seed(seed))
+    frames = tts.lm.generator(z, noise.to(device, z.dtype))[0]
+    tts.train(was_training)
+    return frames

@@ -147,7 +147,7 @@ def _training_aid_case():
     return text, tl, frames, fl, build_layout(tl, fl, "offline"), kw
 
 
-@pytest.mark.parametrize("option,value", [("frame_dropout", 0.5), ("frame_noise", 0.3)])
+@pytest.mark.parametrize("option,value", [("frame_dropout", 0.5), ("frame_noise", 0.3), ("frame_drop", 0.5)])
 def test_frame_perturbation_acts_in_training_only(option, value):
     """Fed-back frame dropout (Tacotron-style pre-net dropout) and frame noise: the
     teacher-forced hidden states change in training mode, not in eval mode, and 0 leaves

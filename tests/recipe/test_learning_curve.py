@@ -57,6 +57,9 @@ def test_resume_then_rows_then_report(recipe_dir, tmp_path):
     assert row["epoch"] == "2" and row["updates"] == "8"  # epoch x num_iters_per_epoch
     assert float(row["ed_own"]) > 0 and 0 <= float(row["wer"]) and float(row["frames_ratio"]) > 0
     assert float(row["wer_groundtruth"]) < 0.5  # flite read by pocketsphinx: mostly right
+    assert 0 <= float(row["tf_wer_own"]) and 0 <= float(row["tf_wer_other"])
+    for name in ("own", "other"):
+        assert len(list((exp / "learning_curve" / "epoch2" / f"teacher_forced_{name}").glob("*.wav"))) == 3
     assert len(list((exp / "learning_curve" / "epoch2").glob("*.wav"))) == 3
     assert len((exp / "learning_curve" / "epoch2" / "hyps.tsv").read_text().splitlines()) == 3
     # an earlier row with a lower WER, appended later (rows are sorted by updates)
@@ -105,3 +108,25 @@ def test_run_sh_long_needs_mini(recipe_dir):
     for args in (["--long", "true"], ["--mini", "true", "--long", "maybe"]):
         r = subprocess.run(["./run.sh", *args], cwd=recipe_dir, capture_output=True, text=True)
         assert r.returncode == 1 and "--long true goes with --mini true" in r.stderr, r.stderr
+
+
+def test_rows_of_an_older_file_are_kept_when_new_columns_arrive(recipe_dir, tmp_path, monkeypatch):
+    """A learning_curve.tsv written before the teacher-forced columns existed: the next row
+    rewrites it with the new header, its rows keep every value, and the report marks what
+    they lack."""
+    monkeypatch.syspath_prepend(str(recipe_dir / "local"))
+    from learning_curve import COLUMNS, MISSING, append_row, read_rows
+
+    old_columns = [c for c in COLUMNS if not c.startswith("tf_")]
+    old = dict(epoch="1", updates="200", ed_own="5.5", ed_other="5.6", ed_none="5.7", wer="2.0",
+               wer_groundtruth="0.2", frames_ratio="2.1", eval_seconds="30", time="t")
+    table = tmp_path / "learning_curve.tsv"
+    table.write_text("\t".join(old_columns) + "\n" + "\t".join(old[c] for c in old_columns) + "\n")
+    new = dict(old, epoch="2", updates="400", wer="1.0", tf_wer_own="0.3", tf_wer_other="0.9")
+    append_row(table, new)
+    assert table.read_text().splitlines()[0].split("\t") == COLUMNS
+    first, second = read_rows(table)
+    assert first == {**old, "tf_wer_own": MISSING, "tf_wer_other": MISSING} and second == new
+    r = run(recipe_dir, "report_learning_curve.py", table)
+    assert r.returncode == 0, r.stderr
+    assert "| 200 | 1 |" in r.stdout and r.stdout.count("– / –") == 1 and "0.300 / 0.900" in r.stdout

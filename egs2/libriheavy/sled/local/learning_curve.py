@@ -11,6 +11,9 @@ test set, as stage 8 does for a finished model:
 * held-out energy distance (teacher-forced, fixed noise) with each utterance's own text,
   another test sentence's text and no text (``espnet2_sled.tts.heldout``, as
   ``local/check_learning.py``): own < other means the model reads;
+* teacher-forced WER of the decoded utterances (every frame sampled from the ground-truth
+  past) with their own text and with another test sentence's text (``tf_wer_own`` /
+  ``tf_wer_other``): equal WERs mean the model continues the audio and ignores the text;
 * free-running decoding of ``--max_utts`` utterances (spread over the sorted keys, as stage 7's
   ``--decode_max_utts``) in one batch, CFG and stop as the model's config, a fixed seed,
   scored with the recipe's scorer (``espnet2_sled.bin.score``: pocketsphinx WER). The ground
@@ -29,16 +32,35 @@ import time
 from pathlib import Path
 
 COLUMNS = ["epoch", "updates", "ed_own", "ed_other", "ed_none", "wer", "wer_groundtruth",
-           "frames_ratio", "eval_seconds", "time"]
+           "frames_ratio", "tf_wer_own", "tf_wer_other", "eval_seconds", "time"]
+MISSING = "-"  # a column an older version of this script did not write
 
 
 def read_rows(path: Path):
-    """[{column: str}] of a learning_curve.tsv (empty when it does not exist)."""
+    """[{column: str}] of a learning_curve.tsv (empty when it does not exist); every column of
+    COLUMNS is there (MISSING where the file was written without it)."""
     if not path.exists():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
     header = lines[0].split("\t")
-    return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
+    rows = [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
+    return [{**{c: MISSING for c in COLUMNS}, **row} for row in rows]
+
+
+def append_row(path: Path, row):
+    """Append ``row`` to ``path``; a file written with other columns is rewritten first with
+    COLUMNS (its rows keep their values, MISSING in the new columns)."""
+    rows = read_rows(path)
+    if path.exists() and path.read_text(encoding="utf-8").split("\n", 1)[0].split("\t") != COLUMNS:
+        tmp = path.with_suffix(".tmp")
+        lines = ["\t".join(COLUMNS)] + ["\t".join(str(r[c]) for c in COLUMNS) for r in rows]
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.replace(path)  # atomic: the old rows are never half-written
+    new = not path.exists()
+    with open(path, "a", encoding="utf-8") as f:
+        if new:
+            f.write("\t".join(COLUMNS) + "\n")
+        f.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
 
 
 def spread(keys, m):
@@ -101,7 +123,7 @@ def main():
 
     from espnet2_sled.bin import score as scoring
     from espnet2_sled.text2speech import SLEDText2Speech
-    from espnet2_sled.tts.heldout import heldout_energy_distance
+    from espnet2_sled.tts.heldout import heldout_energy_distance, teacher_forced_frames
 
     t0 = time.time()
     texts = scoring.read_table(args.data / "text")
@@ -139,6 +161,20 @@ def main():
     decode_texts = {k: texts[k] for k in decode}
     wer = wer_of(wavs, decode_texts, out / "hyps.tsv")
 
+    # teacher-forced: does the model read, or only continue the ground-truth audio?
+    tf_wer = {}
+    for name, shift_by in (("own", 0), ("other", max(1, len(decode) // 2))):
+        tf_dir = out / f"teacher_forced_{name}"
+        tf_dir.mkdir(exist_ok=True)
+        tf_wavs = {}
+        for i, key in enumerate(decode):
+            text = t2s.tokenize(texts[decode[(i + shift_by) % len(decode)]])
+            frames = teacher_forced_frames(t2s.tts, text, torch.tensor(latents[key]), seed=args.seed + i)
+            path = tf_dir / f"{key.replace('/', '_')}.wav"
+            sf.write(path, t2s.tts.frames_to_wav(frames).numpy(), t2s.fs)
+            tf_wavs[key] = (str(path), 0.0, None)
+        tf_wer[name] = wer_of(tf_wavs, decode_texts, tf_dir / "hyps.tsv")
+
     gt_file = args.exp / "learning_curve" / "groundtruth.json"
     gt = json.loads(gt_file.read_text()) if gt_file.exists() else {}
     if gt.get("keys") != decode:
@@ -151,12 +187,9 @@ def main():
     row = dict(epoch=args.epoch, updates=updates, ed_own=f"{ed_own:.4f}",
                ed_other=f"{ed_other:.4f}", ed_none=f"{ed_none:.4f}", wer=f"{wer:.4f}",
                wer_groundtruth=f"{gt['wer']:.4f}", frames_ratio=f"{generated / max(reference, 1):.3f}",
+               tf_wer_own=f"{tf_wer['own']:.4f}", tf_wer_other=f"{tf_wer['other']:.4f}",
                eval_seconds=f"{time.time() - t0:.0f}", time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    new = not table.exists()
-    with open(table, "a", encoding="utf-8") as f:
-        if new:
-            f.write("\t".join(COLUMNS) + "\n")
-        f.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+    append_row(table, row)
     print("learning curve: " + "  ".join(f"{c}={row[c]}" for c in COLUMNS), file=sys.stderr)
 
 

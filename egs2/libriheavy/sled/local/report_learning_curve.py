@@ -6,7 +6,8 @@
 
 Prints the table and the line ``best held-out WER: X (ground truth: Y)`` and writes them to
 ``--md``; the plot (held-out energy distance with own / other / no text, the own text's
-gain over the others in %, and WER against updates) goes to ``--png``.
+gain over the others in %, and WER, free-running and teacher-forced with own / other text,
+against updates) goes to ``--png``.
 """
 
 import argparse
@@ -14,16 +15,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_curve import read_rows  # noqa: E402
+from learning_curve import MISSING, read_rows  # noqa: E402
+
+
+def number(value: str) -> str:
+    return "–" if value == MISSING else f"{float(value):.3f}"
 
 
 def table(rows):
-    lines = ["| updates | epoch | held-out ED own / other / no text | own vs other | WER | frames / reference |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| updates | epoch | held-out ED own / other / no text | own vs other | WER | frames / reference "
+             "| teacher-forced WER own / other text |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         own, other, none = float(r["ed_own"]), float(r["ed_other"]), float(r["ed_none"])
         lines.append(f"| {r['updates']} | {r['epoch']} | {own:.3f} / {other:.3f} / {none:.3f} | "
-                     f"{100 * (other - own) / other:+.1f}% | {float(r['wer']):.3f} | {float(r['frames_ratio']):.2f} |")
+                     f"{100 * (other - own) / other:+.1f}% | {float(r['wer']):.3f} | {float(r['frames_ratio']):.2f} "
+                     f"| {number(r['tf_wer_own'])} / {number(r['tf_wer_other'])} |")
     return "\n".join(lines)
 
 
@@ -55,6 +62,10 @@ def plot(rows, path: Path):
     ax3.set_ylabel("energy distance gain of own text, %")
     ax3.legend(fontsize=8)
     ax2.plot(x, [float(r["wer"]) for r in rows], marker=".", label="model (free-running)")
+    for col, label in (("tf_wer_own", "teacher-forced, own text"), ("tf_wer_other", "teacher-forced, other text")):
+        tf = [(u, float(r[col])) for u, r in zip(x, rows) if r[col] != MISSING]
+        if tf:
+            ax2.plot(*zip(*tf), marker="x", linewidth=0.8, label=label)
     ax2.plot(x, [float(r["wer_groundtruth"]) for r in rows], linestyle="--", label="ground truth")
     ax2.plot(x, [2 * float(r["wer_groundtruth"]) for r in rows], linestyle=":", label="target (2x ground truth)")
     ax2.set_xlabel("updates")
