@@ -317,9 +317,11 @@ def main():
                 # a machine whose speed drifts (a shared host) moves every mode and the floor
                 # alike, and the ratio is the median of the per-round ratios.
                 steps, ratios = {m: [] for m in args.modes}, {m: [] for m in args.modes}
+                outputs = {}
                 for _ in range(args.repeat):
                     for mode in args.modes:
-                        step, _, _ = bench_decode(model, config, batch, cfg_scale, device, frames, mode, repeat=1)
+                        step, _, outputs[mode] = bench_decode(model, config, batch, cfg_scale, device, frames, mode,
+                                                              repeat=1)
                         steps[mode].append(step)
                         ratios[mode].append(step / (weight_bytes / copy_bandwidth(weight_bytes, device)))
                 row = []
@@ -332,6 +334,11 @@ def main():
                         row[-1] += f" ({ratio:.2f}x floor)"
                 print(f"decode batch {batch:2d} cfg {cfg_scale}: " + " | ".join(row) +
                       f"   peak mem {peak_memory_mb(device):.0f} MB", flush=True)
+                first = args.modes[0]
+                for mode in args.modes[1:]:  # same noise, so the same frames up to rounding
+                    gap = float((outputs[mode].float() - outputs[first].float()).abs().max())
+                    print(f"  {mode} vs {first}: frames differ by at most {gap:.2e} over {frames} frames")
+                    results[-len(args.modes) + args.modes.index(mode)]["max_abs_diff"] = gap
         if args.precision:
             bench_precision(model, config, device, frames, floor, args, results)
         if args.host_profile:
