@@ -95,10 +95,7 @@ print("GT WER", wer(wavs))
 with torch.no_grad():
     from espnet2_sled.modules.layout import build_layout
     wrapped, wl = model.wrap_text(text, tl)
-    layout = build_layout(wl, fl, "offline")
-    h = model.lm.hidden_states(wrapped, wl, fe, fl, layout, model.eos_id)
-    z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))
-    tf = model.lm.generator(z, torch.randn(*z.shape[:2], model.lm.noise_dim))
+    tf = model.lm.teacher_forced_samples(wrapped, wl, fe, fl, build_layout(wl, fl, "offline"), model.eos_id)
 tfp = []
 for i in range(len(sents)):
     f = tf[i, : fl[i]]

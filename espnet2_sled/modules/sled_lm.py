@@ -163,12 +163,21 @@ class SLEDLM(nn.Module):
         return loss, stats
 
     @torch.no_grad()
-    def own_samples_mixed_in(self, text, text_lengths, frames, frame_lengths, layout, eos_id, frame_mask, rate):
-        """frames ``[B, T, D]`` with a ``rate`` fraction of the real frames replaced by this
-        model's sample of that frame given the ground-truth past (one teacher-forced pass)."""
+    def teacher_forced_samples(self, text, text_lengths, frames, frame_lengths, layout: Layout, eos_id: int,
+                               noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One teacher-forced pass: ``[B, T, D]``, frame t sampled by the generator given the
+        text and the ground-truth ``frames[:, :t]`` (``[B, T, D]``). noise ``[B, T, noise_dim]``,
+        or None (drawn from the global RNG after the pass)."""
         h = self.hidden_states(text, text_lengths, frames, frame_lengths, layout, eos_id)
         z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))  # [B, T, dim]
-        own = self.generator(z, torch.randn(*z.shape[:2], self.noise_dim, device=z.device, dtype=z.dtype))
+        if noise is None:
+            noise = torch.randn(*z.shape[:2], self.noise_dim, device=z.device, dtype=z.dtype)
+        return self.generator(z, noise.to(z.device, z.dtype))
+
+    def own_samples_mixed_in(self, text, text_lengths, frames, frame_lengths, layout, eos_id, frame_mask, rate):
+        """frames ``[B, T, D]`` with a ``rate`` fraction of the real frames replaced by this
+        model's sample of that frame given the ground-truth past (``teacher_forced_samples``)."""
+        own = self.teacher_forced_samples(text, text_lengths, frames, frame_lengths, layout, eos_id)
         swap = (torch.rand(frame_mask.shape, device=frames.device) < rate) & frame_mask
         return torch.where(swap[..., None], own.to(frames.dtype), frames)
 

@@ -48,9 +48,7 @@ def teacher_forced_frames(tts, text: torch.Tensor, feats: torch.Tensor, seed: in
     frame_lengths = torch.tensor([feats.shape[1]], device=device)
     layout = build_layout(lengths, frame_lengths, tts.config.layout, tts.config.tokens_per_chunk,
                           tts.config.frames_per_chunk)
-    h = tts.lm.hidden_states(ids, lengths, feats, frame_lengths, layout, tts.eos_id)  # [1, L, dim]
-    z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))  # [1, T, dim]
     noise = torch.randn(1, feats.shape[1], tts.lm.noise_dim, generator=torch.Generator().manual_seed(seed))
-    frames = tts.lm.generator(z, noise.to(device, z.dtype))[0]
+    frames = tts.lm.teacher_forced_samples(ids, lengths, feats, frame_lengths, layout, tts.eos_id, noise)[0]
     tts.train(was_training)
     return frames

@@ -50,10 +50,9 @@ def read_rows(path: Path):
 def append_row(path: Path, row):
     """Append ``row`` to ``path``; a file written with other columns is rewritten first with
     COLUMNS (its rows keep their values, MISSING in the new columns)."""
-    rows = read_rows(path)
     if path.exists() and path.read_text(encoding="utf-8").split("\n", 1)[0].split("\t") != COLUMNS:
         tmp = path.with_suffix(".tmp")
-        lines = ["\t".join(COLUMNS)] + ["\t".join(str(r[c]) for c in COLUMNS) for r in rows]
+        lines = ["\t".join(COLUMNS)] + ["\t".join(str(r[c]) for c in COLUMNS) for r in read_rows(path)]
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         tmp.replace(path)  # atomic: the old rows are never half-written
     new = not path.exists()
