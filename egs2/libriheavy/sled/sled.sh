@@ -192,6 +192,21 @@ note() { echo "# $*" >> "${stage_script}"; }
 
 count_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 
+# jobs_env CMD NJOBS: "env OMP_NUM_THREADS=T" for NJOBS jobs that share this machine's cores
+# (run.pl), nothing for a cluster backend. T = cores / NJOBS, at least 1, at most the
+# OMP_NUM_THREADS already set: OpenMP threads that outnumber the cores spin against each
+# other (mini recipe, 2 cores: 2 decoding jobs of 2 threads each took 147 s for what
+# 2 jobs of 1 thread did in 16 s).
+jobs_env() {
+    case "$1" in run.pl*) ;; *) return 0 ;; esac
+    local cores t
+    cores=$(nproc 2>/dev/null || echo 1)
+    t=$(( cores / $2 ))
+    [ "${t}" -ge 1 ] || t=1
+    [ -n "${OMP_NUM_THREADS:-}" ] && [ "${t}" -gt "${OMP_NUM_THREADS}" ] && t=${OMP_NUM_THREADS}
+    echo "env OMP_NUM_THREADS=${t}"
+}
+
 # awk -v n=LINES -v m=MAX: the first field of every line, or of m evenly spaced lines when
 # 0 < m < n (stage 7's --decode_max_utts subset; stage 8 scores the ground truth of the same keys)
 subset_keys_awk='m <= 0 || m >= n || int((NR - 1) * m / n) != int(NR * m / n) { print $1 }'
@@ -236,8 +251,8 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         mkdir -p "${out}/log"
         extract_opts=(--data_dir "data/${s}" --output_dir "${out}" --nj "${_nj}"
                       --latent "${latent}" --weights "${latent_weights}")
-        # shellcheck disable=SC2086
-        run ${train_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/log/extract.JOB.log" \
+        # shellcheck disable=SC2046,SC2086
+        run $(jobs_env "${train_cmd}" "${_nj}") ${train_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/log/extract.JOB.log" \
             ${python} -m espnet2_sled.bin.extract_latents "${extract_opts[@]}" \
                 --job JOB --ngpu "${_ngpu}" ${latent_opts}
         # shellcheck disable=SC2086
@@ -331,7 +346,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         # shellcheck disable=SC2086
         run utils/split_scp.pl "${logdir}/valid.keys" ${split_args_valid}
         # shellcheck disable=SC2046,SC2086
-        run ${train_cmd} JOB=1:"${_nj}" "${logdir}/stats.JOB.log" \
+        run $(jobs_env "${train_cmd}" "${_nj}") ${train_cmd} JOB=1:"${_nj}" "${logdir}/stats.JOB.log" \
             ${python} -m espnet2_sled.bin.sled_train \
                 --collect_stats true \
                 --ngpu 0 \
@@ -511,8 +526,8 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             run utils/split_scp.pl "${keys}" "${split_args[@]}"
             config_opts=()
             [ -n "${inference_config}" ] && config_opts=(--config "${inference_config}")
-            # shellcheck disable=SC2086
-            run ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/logdir/inference.JOB.log" \
+            # shellcheck disable=SC2046,SC2086
+            run $(jobs_env "${decode_cmd}" "${_nj}") ${decode_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/logdir/inference.JOB.log" \
                 ${python} -m espnet2_sled.bin.sled_inference \
                     --ngpu "${_ngpu}" \
                     --data_path_and_name_and_type "data/${s}/text,text,text" \
@@ -581,8 +596,8 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
             echo "${tasks[$i]}" > "${task_dir}/score.$((i + 1)).sh"
             note "task $((i + 1)): ${tasks[$i]}"
         done
-        # shellcheck disable=SC2086
-        run ${decode_cmd} --max-jobs-run "${inference_nj}" JOB=1:${#tasks[@]} "${task_dir}/score.JOB.log" \
+        # shellcheck disable=SC2046,SC2086
+        run $(jobs_env "${decode_cmd}" "$(min "${inference_nj}" "${#tasks[@]}")") ${decode_cmd} --max-jobs-run "${inference_nj}" JOB=1:${#tasks[@]} "${task_dir}/score.JOB.log" \
             bash "${task_dir}/score.JOB.sh"
     fi
     if [ "${check_learning}" = true ]; then
