@@ -40,9 +40,9 @@ def recipe_with_latents(recipe_dir, tmp_path):
 
 def test_stage4_filters_over_long_utterances_before_collecting_stats(recipe_with_latents):
     cwd = recipe_with_latents
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], OMP_NUM_THREADS="4")
     r = subprocess.run(["./sled.sh", "--python", sys.executable, "--train_set", "tiny", "--valid_set", "tiny",
-                        "--stage", "3", "--stop_stage", "4", "--nbpe", "40", "--nj", "1",
+                        "--stage", "3", "--stop_stage", "4", "--nbpe", "40", "--nj", "2",
                         "--train_config", str(REPO / "conf" / "debug.yaml")],
                        cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -56,7 +56,11 @@ def test_stage4_filters_over_long_utterances_before_collecting_stats(recipe_with
         assert len(collected) == 38 and not set(LONG) & set(collected)
         for shape in ("text_shape.bpe", "speech_shape.filtered"):
             assert len((stats / name / shape).read_text().splitlines()) == 38
-    assert "local/count_tokens.py" in (cwd / "exp/run_logs/stage4.run.sh").read_text()
+    replay = (cwd / "exp/run_logs/stage4.run.sh").read_text()
+    assert "local/count_tokens.py" in replay
+    # two stats jobs share the cores: each gets cores / 2 threads (at least 1, at most the 4 set)
+    threads = min(4, max(1, len(os.sched_getaffinity(0)) // 2))
+    assert f"env OMP_NUM_THREADS={threads} run.pl JOB=1:2 " in replay, [x for x in replay.splitlines() if "run.pl" in x]
 
 
 def test_model_side_check_is_still_the_last_guard():

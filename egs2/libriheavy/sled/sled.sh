@@ -200,7 +200,7 @@ count_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 jobs_env() {
     case "$1" in run.pl*) ;; *) return 0 ;; esac
     local cores t
-    cores=$(nproc 2>/dev/null || echo 1)
+    cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)  # nproc reads OMP_NUM_THREADS
     t=$(( cores / $2 ))
     [ "${t}" -ge 1 ] || t=1
     [ -n "${OMP_NUM_THREADS:-}" ] && [ "${t}" -gt "${OMP_NUM_THREADS}" ] && t=${OMP_NUM_THREADS}
