@@ -75,6 +75,20 @@ def test_resume_then_rows_then_report(recipe_dir, tmp_path):
     assert [line.split(" | ")[0] for line in lines[2:4]] == ["| 4", "| 8"]
     assert png.read_bytes()[:4] == b"\x89PNG"
 
+    # diagnostic: fed-back frames hidden at decoding too; its own table, the curve untouched
+    before = table.read_text()
+    r = run(recipe_dir, "learning_curve.py", "--exp", exp, "--epoch", 2, "--data", data, "--latents",
+            data / "feats.scp", "--max_utts", 3, "--max_frames", 12, "--decode_frame_drop", 0.9)
+    assert r.returncode == 0, r.stderr
+    assert table.read_text() == before
+    header, line = (exp / "learning_curve_decode_drop0.9.tsv").read_text().splitlines()
+    dropped = dict(zip(header.split("\t"), line.split("\t")))
+    assert dropped["updates"] == "8" and dropped["ed_own"] != row["ed_own"]  # the frames were hidden
+    assert len(list((exp / "learning_curve" / "decode_drop0.9" / "epoch2").glob("*.wav"))) == 3
+    r = run(recipe_dir, "learning_curve.py", "--exp", exp, "--epoch", 2, "--data", data, "--latents",
+            data / "feats.scp", "--decode_frame_drop", 1)
+    assert r.returncode == 2 and "--decode_frame_drop must lie in [0, 1) (got 1.0)" in r.stderr
+
 
 def test_report_without_rows_says_so(recipe_dir, tmp_path):
     (tmp_path / "empty.tsv").write_text("epoch\tupdates\n")

@@ -19,6 +19,11 @@ test set, as stage 8 does for a finished model:
   scored with the recipe's scorer (``espnet2_sled.bin.score``: pocketsphinx WER). The ground
   truth audio of the same utterances is scored once, the same way (``groundtruth.json``).
 
+Diagnostic, ``--decode_frame_drop P``: each fed-back frame's embedding is also hidden whole with
+probability P at decoding (the training-time ``tts_conf.frame_drop`` kept at decoding, as
+Tacotron keeps its pre-net dropout on), in every measure above; rows then go to
+``<exp>/learning_curve_decode_drop<P>.tsv`` and outputs under ``learning_curve/decode_drop<P>/``.
+
 Appends a row to ``<exp>/learning_curve.tsv`` (``updates``: the trainer's own count at the end of
 that epoch, from ``checkpoint.pth``)
 and keeps the wavs and what pocketsphinx heard (``hyps.tsv``) under ``<exp>/learning_curve/epoch<N>/``.
@@ -60,6 +65,25 @@ def append_row(path: Path, row):
         if new:
             f.write("\t".join(COLUMNS) + "\n")
         f.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+
+
+def hide_frames_at_decoding(lm, p: float, seed: int) -> None:
+    """Wrap ``lm.frame_proj`` so that each fed-back frame's embedding ``[..., dim]`` is zeroed
+    whole with probability ``p`` in every pass, training mode or not (``--decode_frame_drop``)."""
+    import torch
+
+    proj = lm.frame_proj
+    gen = torch.Generator().manual_seed(seed)
+
+    class HiddenFrames(torch.nn.Module):
+        weight = proj.weight  # callers read frame_proj.weight.dtype
+
+        def forward(self, x):
+            emb = proj(x)
+            keep = torch.rand(emb.shape[:-1], generator=gen) >= p
+            return emb * keep[..., None].to(emb.dtype)
+
+    lm.frame_proj = HiddenFrames()
 
 
 def spread(keys, m):
@@ -107,8 +131,13 @@ def main():
     parser.add_argument("--max_utts", type=int, default=0, help="decode this many utterances (0: all)")
     parser.add_argument("--max_frames", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decode_frame_drop", type=float, default=0.0,
+                        help="diagnostic: hide each fed-back frame with this probability at decoding too")
     args = parser.parse_args()
-    table = args.exp / "learning_curve.tsv"
+    if not 0.0 <= args.decode_frame_drop < 1.0:
+        parser.error(f"--decode_frame_drop must lie in [0, 1) (got {args.decode_frame_drop})")
+    tag = f"decode_drop{args.decode_frame_drop:g}" if args.decode_frame_drop > 0 else ""
+    table = args.exp / (f"learning_curve_{tag}.tsv" if tag else "learning_curve.tsv")
     if args.has_row is not None:
         sys.exit(0 if any(int(r["epoch"]) == args.has_row for r in read_rows(table)) else 1)
     for name in ("epoch", "data", "latents"):
@@ -129,6 +158,8 @@ def main():
     latents = kaldiio.load_scp(str(args.latents))
     keys = sorted(k for k in texts if k in latents)
     t2s = SLEDText2Speech(args.exp / "config.yaml", args.exp / args.model, max_frames=args.max_frames)
+    if tag:
+        hide_frames_at_decoding(t2s.tts.lm, args.decode_frame_drop, args.seed)
 
     ordered = keys
     shift = max(1, len(ordered) // 2)
@@ -141,7 +172,7 @@ def main():
     ed_none = heldout_energy_distance(t2s.tts, items(lambda i: ordered[i]), drop_text=True)
 
     decode = spread(keys, args.max_utts)
-    out = args.exp / "learning_curve" / f"epoch{args.epoch}"
+    out = args.exp / "learning_curve" / tag / f"epoch{args.epoch}"
     out.mkdir(parents=True, exist_ok=True)
     # one padded batch (the decoding path every mode shares; rows do not interact)
     ids = [t2s.tokenize(texts[k]) for k in decode]
