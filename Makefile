@@ -1,7 +1,6 @@
 # Two entry points, each sets itself up on a fresh machine (tools/install.sh is idempotent).
 #   make demo   runs the mini recipe end to end (every stage, CPU)
-#   make test   runs the unit tests, one pytest-xdist worker per core (one torch thread each:
-#               threads that outnumber the cores spin against each other)
+#   make test   runs the unit tests
 #   make lint   ruff (ruff.toml): unused names, import order, line length
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
@@ -16,7 +15,7 @@ demo: install
 	cd egs2/libriheavy/sled && ./run.sh --mini true
 
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist loadfile tests
+	$(PY) -m pytest -q tests
 
 lint: install
 	$(PY) -m ruff check .

@@ -28,7 +28,7 @@ extras_require = {
     "g2p": ["phonemizer"],
     # second Encodec implementation used by tests to cross-check ours; selenium drives
     # Debian's chromium (apt: chromium chromium-driver) in the web page's test
-    "test": ["pytest", "pytest-xdist", "transformers", "selenium"],
+    "test": ["pytest", "transformers", "selenium"],
     # the synthesis server (python -m espnet2_sled.bin.serve)
     "serve": ["aiohttp"],
     # `make lint` (ruff.toml; run by .ci/run before the tests)
