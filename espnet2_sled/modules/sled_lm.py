@@ -27,6 +27,14 @@ from espnet2_sled.modules.layout import Layout, build_layout
 INITIALIZER_RANGE = 0.02  # std of the normal init of the backbone (upstream's initializer_range)
 
 
+def hide_whole_frames(frame_emb: torch.Tensor, p: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """frame embeddings ``[..., dim]``, each zeroed whole with probability ``p`` (``frame_drop``).
+    The mask is drawn on ``generator``'s device (default: the global RNG on ``frame_emb``'s)."""
+    device = frame_emb.device if generator is None else generator.device
+    keep = torch.rand(frame_emb.shape[:-1], device=device, generator=generator) >= p
+    return frame_emb * keep[..., None].to(frame_emb.device, frame_emb.dtype)
+
+
 class SLEDLM(nn.Module):
     def __init__(self, config: SLEDConfig):
         super().__init__()
@@ -76,8 +84,7 @@ class SLEDLM(nn.Module):
         # information in place; a hidden frame cannot be copied, so the next frame has to come
         # from the text (and older frames).
         if self.training and self.config.frame_drop > 0:
-            keep = torch.rand(frame_emb.shape[:-1], device=frame_emb.device) >= self.config.frame_drop
-            frame_emb = frame_emb * keep[..., None].to(frame_emb.dtype)
+            frame_emb = hide_whole_frames(frame_emb, self.config.frame_drop)
         eos_emb = self.embed_tokens.weight[eos_id].to(text_emb.dtype)
         is_frame = (layout.frame_index >= 0)[..., None]
         x = torch.where(is_frame, frame_emb.to(text_emb.dtype), text_emb)

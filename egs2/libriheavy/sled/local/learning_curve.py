@@ -68,22 +68,26 @@ def append_row(path: Path, row):
 
 
 def hide_frames_at_decoding(lm, p: float, seed: int) -> None:
-    """Wrap ``lm.frame_proj`` so that each fed-back frame's embedding ``[..., dim]`` is zeroed
-    whole with probability ``p`` in every pass, training mode or not (``--decode_frame_drop``)."""
+    """Wrap ``lm.frame_proj`` so that each fed-back frame's embedding is hidden whole with
+    probability ``p`` in every pass, training mode or not (``--decode_frame_drop``; the same
+    ``hide_whole_frames`` as ``tts_conf.frame_drop`` in training)."""
     import torch
 
-    proj = lm.frame_proj
-    gen = torch.Generator().manual_seed(seed)
+    from espnet2_sled.modules.sled_lm import hide_whole_frames
 
     class HiddenFrames(torch.nn.Module):
-        weight = proj.weight  # callers read frame_proj.weight.dtype
+        def __init__(self, proj):
+            super().__init__()
+            self.proj, self.gen = proj, torch.Generator().manual_seed(seed)
+
+        @property
+        def weight(self):  # callers read frame_proj.weight.dtype
+            return self.proj.weight
 
         def forward(self, x):
-            emb = proj(x)
-            keep = torch.rand(emb.shape[:-1], generator=gen) >= p
-            return emb * keep[..., None].to(emb.dtype)
+            return hide_whole_frames(self.proj(x), p, self.gen)
 
-    lm.frame_proj = HiddenFrames()
+    lm.frame_proj = HiddenFrames(lm.frame_proj)
 
 
 def spread(keys, m):
