@@ -27,10 +27,11 @@ extras_require = {
     # phoneme token lists (recipe --token_type phn --g2p espeak_ng_*): espeak-ng through phonemizer
     "g2p": ["phonemizer"],
     # second Encodec implementation used by tests to cross-check ours; selenium drives
-    # Debian's chromium (apt: chromium chromium-driver) in the web page's test
-    "test": ["pytest", "transformers", "selenium"],
-    # the synthesis server (python -m espnet2_sled.bin.serve)
-    "serve": ["aiohttp"],
+    # Debian's chromium (apt: chromium chromium-driver) in the web page's test; openai: the
+    # official client, against the server's /v1/audio/speech
+    "test": ["pytest", "transformers", "selenium", "openai"],
+    # the synthesis server (python -m espnet2_sled.bin.serve); wyoming: its --wyoming_port
+    "serve": ["aiohttp", "wyoming"],
     # `make lint` (ruff.toml; run by .ci/run before the tests)
     "lint": ["ruff"],
 }

@@ -7,12 +7,17 @@
 ``--model_file``: a packed ``.zip`` (``espnet2.bin.pack``), an experiment directory
 (``config.yaml`` + a ``.pth``), or a ``.pth`` (its ``config.yaml`` beside it or given by
 ``--train_config``). Prints ``serving on http://HOST:PORT`` once it accepts connections
-(``--port 0`` picks a free port). The protocol is in ``espnet2_sled/serve/protocol.py``.
+(``--port 0`` picks a free port). The protocol is in ``espnet2_sled/serve/protocol.py``;
+OpenAI's ``/v1/audio/speech`` in ``serve/openai_api.py``; ``--wyoming_port`` adds the Wyoming
+protocol (Home Assistant) on its own TCP port (``serve/wyoming_server.py``, prints
+``wyoming on tcp://HOST:PORT``).
 """
 
 import argparse
 import asyncio
+import ipaddress
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -38,7 +43,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_text_chars", type=int, default=2000, help="characters of text per stream / request")
     p.add_argument("--max_prompt_seconds", type=float, default=30.0, help="length of a voice prompt")
     p.add_argument("--cache_dir", default=None, help="where a .zip is unpacked (espnet_model_zoo's default)")
+    p.add_argument("--voices", default=None, help="folder of NAME.wav/.flac + NAME.txt (transcript): named voices")
+    p.add_argument("--api_key", default=os.environ.get("SLED_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1, /stream, /synthesize (default: $SLED_API_KEY)")
+    p.add_argument("--allow_origin", action="append", default=[],
+                   help="a web origin (e.g. https://chat.example.org) whose pages may call the server; repeatable")
+    p.add_argument("--wyoming_port", type=int, default=None, help="also serve the Wyoming protocol on this port")
+    p.add_argument("--wyoming_language", action="append", default=None,
+                   help="language code(s) the Wyoming voices are listed under (default: en)")
     return p
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def find_checkpoint(exp: Path) -> Path:
@@ -83,16 +105,34 @@ async def serve(args) -> None:
     tts = load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir)
     limits = Limits(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout,
                     max_text_chars=args.max_text_chars, max_prompt_seconds=args.max_prompt_seconds)
-    app = build_app(tts, limits, model_name=Path(args.model_file).name)
+    from espnet2_sled.serve.app import SCHEDULER
+    from espnet2_sled.serve.voices import Voices
+
+    voices, _ = Voices.from_dir(args.voices, args.max_prompt_seconds)  # problems are logged, files skipped
+    if not args.api_key and not is_loopback(args.host):
+        logging.warning("serving on %s without an API key: anyone who can reach this address can use the model; "
+                        "pass --api_key (or set SLED_API_KEY)", args.host)
+    model_name = Path(args.model_file).name
+    app = build_app(tts, limits, model_name=model_name, voices=voices, api_key=args.api_key,
+                    allow_origins=args.allow_origin)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     host, port = runner.addresses[0][:2]
+    wyoming = None
+    if args.wyoming_port is not None:
+        from espnet2_sled.serve.wyoming_server import start_wyoming
+
+        wyoming = await start_wyoming(app[SCHEDULER], voices, model_name, args.host, args.wyoming_port,
+                                      args.wyoming_language or ["en"])
+        print("wyoming on tcp://{}:{}".format(*wyoming.sockets[0].getsockname()[:2]), flush=True)
     print(f"serving on http://{host}:{port}", flush=True)
     try:
         await asyncio.Event().wait()  # until interrupted
     finally:
+        if wyoming is not None:
+            wyoming.close()
         await runner.cleanup()
 
 

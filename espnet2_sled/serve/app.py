@@ -4,6 +4,8 @@ GET  /             the web page (static/index.html)
 GET  /info         model, sample rate, latent space, streaming layout, limits, active sessions
 POST /synthesize   {"text": ..., options} -> audio/wav (16-bit mono, offline decoding)
 GET  /stream       WebSocket: text pieces in, audio chunks out (see protocol.py)
+POST /v1/audio/speech, GET /v1/models, GET /v1/audio/voices: OpenAI's speech API (openai_api.py)
+Access (API key, foreign web origins): access.py.
 """
 
 import asyncio
@@ -15,6 +17,8 @@ from typing import Any, Dict, Optional
 
 from aiohttp import WSMsgType, web
 
+from espnet2_sled.serve import openai_api
+from espnet2_sled.serve.access import access_middleware
 from espnet2_sled.serve.protocol import (
     AUDIO_ENCODING,
     INTERNAL_ERROR,
@@ -31,6 +35,7 @@ from espnet2_sled.serve.protocol import (
     wav_bytes,
 )
 from espnet2_sled.serve.scheduler import Scheduler
+from espnet2_sled.serve.voices import Voices
 
 STATIC = Path(__file__).resolve().parent / "static"
 SCHEDULER = web.AppKey("scheduler", Scheduler)
@@ -58,13 +63,15 @@ def model_info(tts, limits: Limits, model_name: str) -> Dict[str, Any]:
     }
 
 
-def build_app(tts, limits: Limits, model_name: str) -> web.Application:
+def build_app(tts, limits: Limits, model_name: str, voices: Optional[Voices] = None, api_key: Optional[str] = None,
+              allow_origins=()) -> web.Application:
     if tts.tts.latent_space is None:
         raise ValueError(f"model '{model_name}' has no latent space (tts_conf.latent), so it cannot make audio; "
                          "serve a model trained with latent: encodec or mel")
     if limits.max_frames is None:
         limits.max_frames = int(tts.tts.max_positions)
-    app = web.Application(client_max_size=limits.max_message_bytes)
+    app = web.Application(client_max_size=limits.max_message_bytes,
+                          middlewares=[access_middleware(api_key, allow_origins)])
     app[SCHEDULER] = Scheduler(tts, limits)
     app[INFO] = model_info(tts, limits, model_name)
     app.router.add_get("/", index)
@@ -73,6 +80,7 @@ def build_app(tts, limits: Limits, model_name: str) -> web.Application:
     app.router.add_post("/synthesize", synthesize)
     app.router.add_get("/stream", stream)
     app.router.add_static("/static", STATIC)
+    openai_api.add_routes(app, voices or Voices())
 
     async def stop_worker(app):
         app[SCHEDULER].stop()

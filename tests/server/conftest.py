@@ -1,16 +1,19 @@
 """One real server process for tests/server: a tiny streaming model with the weight-free mel
 latent, trained for one step through the training CLI, served on 127.0.0.1 at a free port."""
 
+import contextlib
+import dataclasses
 import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
-from served import IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS
+from served import IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS, sine_prompt
 
 from espnet2_sled.bin import sled_train
 from espnet2_sled.bin.serve import find_checkpoint
@@ -60,20 +63,29 @@ def synthesizer(server_exp):
 def server(server_exp, tmp_path_factory):
     """Base URL ``http://127.0.0.1:PORT`` of a running ``python -m espnet2_sled.bin.serve``."""
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
+    with running_server(server_exp, log) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_server(exp, log, extra_args=()):
+    """Starts the server on a free loopback port; yields (base URL, every line it printed)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "espnet2_sled.bin.serve", "--model_file", str(server_exp), "--port", "0",
+    env.pop("SLED_API_KEY", None)
+    cmd = [sys.executable, "-m", "espnet2_sled.bin.serve", "--model_file", str(exp), "--port", "0",
            "--max_sessions", str(MAX_SESSIONS), "--idle_timeout", str(IDLE_TIMEOUT),
-           "--max_text_chars", str(MAX_TEXT_CHARS)]
+           "--max_text_chars", str(MAX_TEXT_CHARS), *extra_args]
     with open(log, "w") as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     lines: "queue.Queue[str]" = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    deadline, url = time.monotonic() + 180, None
+    deadline, url, printed = time.monotonic() + 180, None, []
     while url is None and time.monotonic() < deadline and proc.poll() is None:
         try:
             line = lines.get(timeout=1)
         except queue.Empty:
             continue
+        printed.append(line.strip())
         if line.startswith("serving on "):
             url = line.split()[-1]
     if url is None:
@@ -81,10 +93,48 @@ def server(server_exp, tmp_path_factory):
         proc.wait(timeout=10)
         pytest.fail(f"server did not start (exit {proc.returncode}); its log:\n{log.read_text()[-4000:]}")
     assert url.startswith("http://127.0.0.1:")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+        yield url, printed
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+API_KEY = "test-key-123"
+ALLOWED_ORIGIN = "https://allowed.example"
+
+
+@dataclasses.dataclass
+class ProtocolServer:
+    url: str  # http://127.0.0.1:PORT
+    wyoming_port: int
+    voices: Path  # the --voices folder: hum.wav + hum.txt (good), broken.wav, untranscribed.wav (left out)
+    log: Path
+    printed: list
+
+
+@pytest.fixture(scope="session")
+def protocol_server(server_exp, tmp_path_factory):
+    """The server with --voices, --api_key, --allow_origin and --wyoming_port (tests/server/test_openai.py,
+    test_wyoming.py share it)."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("protocols")
+    voices = root / "voices"
+    voices.mkdir()
+    hum, sample_rate, _ = sine_prompt()
+    sf.write(voices / "hum.wav", hum, sample_rate, subtype="FLOAT")
+    (voices / "hum.txt").write_text("a low hum.\n")
+    (voices / "broken.wav").write_bytes(b"not a wave file")
+    (voices / "broken.txt").write_text("whatever.\n")
+    sf.write(voices / "untranscribed.flac", hum, sample_rate)
+    with running_server(server_exp, root / "server.log", ["--voices", str(voices), "--api_key", API_KEY,
+                                                          "--allow_origin", ALLOWED_ORIGIN,
+                                                          "--wyoming_port", "0"]) as (url, printed):
+        wyoming = [line for line in printed if line.startswith("wyoming on tcp://")]
+        assert wyoming, printed
+        yield ProtocolServer(url, int(wyoming[0].rsplit(":", 1)[1]), voices, root / "server.log", printed)
