@@ -48,6 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="require 'Authorization: Bearer KEY' on /v1, /stream, /synthesize (default: $SLED_API_KEY)")
     p.add_argument("--allow_origin", action="append", default=[],
                    help="a web origin (e.g. https://chat.example.org) whose pages may call the server; repeatable")
+    p.add_argument("--default_seed", type=int, default=None,
+                   help="seed of /v1 and Wyoming requests that give none (same text, same audio); default: random")
     p.add_argument("--wyoming_port", type=int, default=None, help="also serve the Wyoming protocol on this port")
     p.add_argument("--wyoming_language", action="append", default=None,
                    help="language code(s) the Wyoming voices are listed under (default: en)")
@@ -108,7 +110,8 @@ async def serve(args) -> None:
     from espnet2_sled.serve.app import SCHEDULER
     from espnet2_sled.serve.voices import Voices
 
-    voices, _ = Voices.from_dir(args.voices, args.max_prompt_seconds)  # problems are logged, files skipped
+    # a voice file that fails its checks is named in the log and left out
+    voices, _ = Voices.from_dir(args.voices, args.max_prompt_seconds, args.default_seed)
     if not args.api_key and not is_loopback(args.host):
         logging.warning("serving on %s without an API key: anyone who can reach this address can use the model; "
                         "pass --api_key (or set SLED_API_KEY)", args.host)

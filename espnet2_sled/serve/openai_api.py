@@ -104,10 +104,10 @@ def parse_speech_request(raw: str, voices: Voices, limits) -> Tuple[str, str, st
         raise SpeechError(400, f"'speed' is {speed!r}; only 1.0 is supported (SLED has no speaking-rate control)",
                           "unsupported_speed", "speed")
     try:
-        voice = voices.get(_string(body, "voice", "default"))
+        options = voices.options(_string(body, "voice", "default"), **options.decode_kwargs())
     except KeyError as e:
         raise SpeechError(400, e.args[0], "unknown_voice", "voice")
-    return text, response_format, stream_format, voice.options(**options.decode_kwargs())
+    return text, response_format, stream_format, options
 
 
 def _status(error: RequestError) -> int:

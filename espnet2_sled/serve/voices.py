@@ -70,15 +70,17 @@ def load_voice(audio_path: Path, max_prompt_seconds: float) -> Voice:
 class Voices:
     """The voices a server offers, by name (``default`` and OpenAI's names always among them)."""
 
-    def __init__(self, voices: Optional[List[Voice]] = None):
+    def __init__(self, voices: Optional[List[Voice]] = None, default_seed: Optional[int] = None):
         self.prompted: Dict[str, Voice] = {v.name: v for v in voices or []}
         self.default = Voice(DEFAULT_VOICE)
+        self.default_seed = default_seed  # for requests that name no seed (Wyoming never does)
 
     @classmethod
-    def from_dir(cls, directory: Optional[str], max_prompt_seconds: float) -> Tuple["Voices", List[str]]:
+    def from_dir(cls, directory: Optional[str], max_prompt_seconds: float,
+                 default_seed: Optional[int] = None) -> Tuple["Voices", List[str]]:
         """Load every NAME.wav/.flac in ``directory``; returns (voices, the problems of the files left out)."""
         if directory is None:
-            return cls(), []
+            return cls(default_seed=default_seed), []
         root = Path(directory)
         if not root.is_dir():
             raise FileNotFoundError(f"--voices '{root}' is not a directory; give a folder of NAME.wav + NAME.txt")
@@ -93,7 +95,7 @@ class Voices:
                 problems.append(f"{e} (voice left out)")
         for problem in problems:
             log.warning("%s", problem)
-        return cls(loaded), problems
+        return cls(loaded, default_seed), problems
 
     def names(self) -> List[str]:
         """What ``voice`` accepts: the prompts, ``default``, then OpenAI's names not taken by a prompt."""
@@ -106,6 +108,12 @@ class Voices:
         if name == DEFAULT_VOICE or name in OPENAI_VOICES:
             return self.default
         raise KeyError(f"unknown voice '{name}'; available: {self.names()}")
+
+    def options(self, name: str, **decode) -> SynthesisOptions:
+        """Options that speak as voice ``name`` (``KeyError`` if unknown), seed defaulting to ``default_seed``."""
+        if decode.get("seed") is None:
+            decode["seed"] = self.default_seed
+        return self.get(name).options(**decode)
 
     def describe(self) -> Dict:
         return {"voices": [v.describe() for v in self.prompted.values()] + [self.default.describe()],

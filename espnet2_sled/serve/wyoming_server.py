@@ -90,10 +90,10 @@ class SLEDHandler(AsyncEventHandler):
     def _open(self, voice) -> LoopStream:
         name = voice.name if voice is not None and voice.name else DEFAULT_VOICE
         try:
-            chosen = self.voices.get(name)
+            options = self.voices.options(name)  # Wyoming has no seed: --default_seed, else random
         except KeyError as e:
             raise RequestError("unknown_voice", e.args[0])
-        return LoopStream(self.scheduler, chosen.options())
+        return LoopStream(self.scheduler, options)
 
     async def _synthesize(self, request: Synthesize) -> None:
         with self._open(request.voice) as session:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from served import IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS, sine_prompt
+from served import ALLOWED_ORIGIN, API_KEY, IDLE_TIMEOUT, MAX_SESSIONS, MAX_TEXT_CHARS, sine_prompt
 
 from espnet2_sled.bin import sled_train
 from espnet2_sled.bin.serve import find_checkpoint
@@ -104,10 +104,6 @@ def running_server(exp, log, extra_args=()):
             proc.wait(timeout=10)
 
 
-API_KEY = "test-key-123"
-ALLOWED_ORIGIN = "https://allowed.example"
-
-
 @dataclasses.dataclass
 class ProtocolServer:
     url: str  # http://127.0.0.1:PORT
@@ -119,8 +115,8 @@ class ProtocolServer:
 
 @pytest.fixture(scope="session")
 def protocol_server(server_exp, tmp_path_factory):
-    """The server with --voices, --api_key, --allow_origin and --wyoming_port (tests/server/test_openai.py,
-    test_wyoming.py share it)."""
+    """The server with --voices, --api_key, --allow_origin, --wyoming_port and --default_seed 0
+    (tests/server/test_openai.py and test_wyoming.py share it)."""
     import soundfile as sf
 
     root = tmp_path_factory.mktemp("protocols")
@@ -132,9 +128,9 @@ def protocol_server(server_exp, tmp_path_factory):
     (voices / "broken.wav").write_bytes(b"not a wave file")
     (voices / "broken.txt").write_text("whatever.\n")
     sf.write(voices / "untranscribed.flac", hum, sample_rate)
-    with running_server(server_exp, root / "server.log", ["--voices", str(voices), "--api_key", API_KEY,
-                                                          "--allow_origin", ALLOWED_ORIGIN,
-                                                          "--wyoming_port", "0"]) as (url, printed):
+    extra = ["--voices", str(voices), "--api_key", API_KEY, "--allow_origin", ALLOWED_ORIGIN,
+             "--wyoming_port", "0", "--default_seed", "0"]
+    with running_server(server_exp, root / "server.log", extra) as (url, printed):
         wyoming = [line for line in printed if line.startswith("wyoming on tcp://")]
         assert wyoming, printed
         yield ProtocolServer(url, int(wyoming[0].rsplit(":", 1)[1]), voices, root / "server.log", printed)

@@ -22,6 +22,9 @@ MAX_SESSIONS = 2
 IDLE_TIMEOUT = 1.5
 MAX_TEXT_CHARS = 300
 MAX_MESSAGES = 5000
+# conftest.protocol_server's access settings
+API_KEY = "test-key-123"
+ALLOWED_ORIGIN = "https://allowed.example"
 
 
 @dataclass

@@ -11,12 +11,10 @@ import json
 import time
 
 import aiohttp
-import numpy as np
 import openai
 import pytest
 import soundfile as sf
-from conftest import ALLOWED_ORIGIN, API_KEY
-from served import MAX_SESSIONS, MAX_TEXT_CHARS, http_exchange, loopback, run, sine_prompt
+from served import ALLOWED_ORIGIN, API_KEY, MAX_SESSIONS, MAX_TEXT_CHARS, http_exchange, loopback, run, sine_prompt
 
 from espnet2_sled.serve.protocol import pcm16
 
