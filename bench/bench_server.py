@@ -21,6 +21,12 @@ marker), seed = client number. Per stream:
 * complete: every chunk index 0..n-1 arrived, with the samples the server's ``done``
   event counted, and no error (nothing dropped).
 
+``--routes ws openai`` (the default) measures each client count twice in the same run: the
+WebSocket above, and OpenAI's ``POST /v1/audio/speech`` (the whole text in one request,
+``response_format: pcm``, the body streamed): first audio is then the time to the first body
+byte, wall RTF the last byte's time over the audio's duration, compute RTF is not reported
+(the route sends no ``done`` event), and complete means status 200 and whole 16-bit samples.
+
 Every loop is bounded (``--rounds``, ``--timeout``). Timings are only meaningful on a quiet
 machine; the load average is printed with them.
 """
@@ -152,12 +158,33 @@ async def one_stream(session, url: str, first: Dict, timeout: float) -> Dict:
                 compute_rtf=done["rtf"] if done else None, audio_seconds=audio_seconds)
 
 
-async def load(url: str, clients: int, first: Dict, timeout: float) -> List[Dict]:
+async def one_speech(session, url: str, first: Dict, timeout: float, sample_rate: int = 24000) -> Dict:
+    """OpenAI's route: POST /v1/audio/speech (pcm), time to the first body byte and to the last."""
     import aiohttp
 
+    body = dict(first, model="sled", voice="alloy", input=TEXT, response_format="pcm")
+    arrival, size, errors = [], 0, []
+    start = time.perf_counter()
+    async with session.post(url + "/v1/audio/speech", json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+        if r.status != 200:
+            errors.append(await r.text())
+        else:
+            async for piece in r.content.iter_any():
+                arrival.append(time.perf_counter() - start)
+                size += len(piece)
+    audio_seconds = size / 2 / sample_rate
+    return dict(first_audio=arrival[0] if arrival else None, complete=not errors and size > 0 and size % 2 == 0,
+                chunks=len(arrival), errors=errors, compute_rtf=None, audio_seconds=audio_seconds,
+                wall_rtf=arrival[-1] / audio_seconds if arrival and audio_seconds else None)
+
+
+async def load(url: str, clients: int, first: Dict, timeout: float, route: str = "ws") -> List[Dict]:
+    import aiohttp
+
+    client = {"ws": one_stream, "openai": one_speech}[route]
     async with aiohttp.ClientSession() as session:
         return await asyncio.wait_for(asyncio.gather(*[
-            one_stream(session, url, dict(first, seed=i), timeout) for i in range(clients)]), timeout * 2)
+            client(session, url, dict(first, seed=i), timeout) for i in range(clients)]), timeout * 2)
 
 
 def p95(xs):
@@ -185,19 +212,19 @@ def bench_model(name: str, model_file: Path, args, report: List[str]) -> None:
                     f"per chunk, device {info['device']}, options {first}")
             report.append(line)
             print(line, flush=True)
-            header = (f"{'clients':>7} {'streams':>7} {'first audio median':>18} {'p95':>7} "
+            header = (f"{'route':>6} {'clients':>7} {'streams':>7} {'first audio median':>18} {'p95':>7} "
                       f"{'wall RTF median':>15} {'max':>6} {'compute RTF median':>18} {'complete':>8}")
             report.append(header)
             print(header, flush=True)
-            for clients in args.clients:
+            for clients, route in ((c, r) for c in args.clients for r in args.routes):
                 results = []
                 for _ in range(args.rounds):
-                    results += asyncio.run(load(server.url, clients, first, args.timeout))
+                    results += asyncio.run(load(server.url, clients, first, args.timeout, route))
                 firsts = [r["first_audio"] for r in results if r["first_audio"] is not None]
                 walls = [r["wall_rtf"] for r in results if r["wall_rtf"] is not None]
                 computes = [r["compute_rtf"] for r in results if r["compute_rtf"] is not None]
                 complete = sum(r["complete"] for r in results)
-                row = (f"{clients:>7} {len(results):>7} {stat(statistics.median, firsts):>17.3f}s "
+                row = (f"{route:>6} {clients:>7} {len(results):>7} {stat(statistics.median, firsts):>17.3f}s "
                        f"{stat(p95, firsts):>6.3f}s {stat(statistics.median, walls):>15.3f} {stat(max, walls):>6.3f} "
                        f"{stat(statistics.median, computes):>18.3f} {complete:>4}/{len(results):<3}")
                 report.append(row)
@@ -216,6 +243,8 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="*", default=["paper"],
                         help="conf/<name>.yaml served with random weights (e.g. paper streaming_paper)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--routes", nargs="+", default=["ws", "openai"], choices=["ws", "openai"],
+                        help="WebSocket /stream and/or OpenAI's POST /v1/audio/speech, each measured at each load")
     parser.add_argument("--rounds", type=int, default=2, help="repeats of each client count")
     parser.add_argument("--max_frames", type=int, default=225, help="frames per stream (225 = 3 s at 75 Hz)")
     parser.add_argument("--stop_threshold", type=float, default=None,

@@ -108,6 +108,7 @@ async def synthesize(request: web.Request) -> web.Response:
             raise RequestError("request_too_large", f"request body is over {scheduler.limits.max_message_bytes} "
                                                     "bytes; shorten the text or the prompt", MESSAGE_TOO_BIG)
         text, options = await asyncio.to_thread(parse_synthesis_request, raw, scheduler.limits)
+        request.app[openai_api.VOICES].resolve(options)
         job = scheduler.synthesize(text, options)  # RequestError 503 when --max_sessions are busy
         try:
             wav, compute_seconds = await asyncio.wrap_future(job)
@@ -143,7 +144,7 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
         await ws.send_json({"event": "ready", "session": handle.id, **request.app[INFO]["audio"],
                             "frames_per_chunk": request.app[INFO]["streaming"]["frames_per_chunk"]})
         sender = asyncio.create_task(send_events(ws, events))
-        receiver = asyncio.create_task(receive_messages(ws, handle, scheduler))
+        receiver = asyncio.create_task(receive_messages(ws, handle, scheduler, request.app[openai_api.VOICES]))
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         final: Optional[Dict[str, Any]] = None
         if sender in done:
@@ -193,7 +194,7 @@ async def send_events(ws: web.WebSocketResponse, events: asyncio.Queue) -> Dict[
             return event
 
 
-async def receive_messages(ws: web.WebSocketResponse, handle, scheduler: Scheduler) -> None:
+async def receive_messages(ws: web.WebSocketResponse, handle, scheduler: Scheduler, voices: Voices) -> None:
     """Client messages -> the worker; raises ``RequestError`` on bad input; returns when the client closes."""
     request = StreamRequest(scheduler.limits)
     while True:
@@ -209,6 +210,7 @@ async def receive_messages(ws: web.WebSocketResponse, handle, scheduler: Schedul
         if msg.type == WSMsgType.TEXT:
             first = request.first
             message = await asyncio.to_thread(request.parse, msg.data) if first else request.parse(msg.data)
+            voices.resolve(message.options)  # a named voice -> its prompt (RequestError if unknown)
             scheduler.send(handle, message)
         elif msg.type == WSMsgType.BINARY:
             raise RequestError("binary_frame", f"got a binary frame ({len(msg.data)} bytes); the client sends "

@@ -14,7 +14,8 @@ WebSocket ``/stream``::
 
 Options (first message only, or the body of ``POST /synthesize`` next to ``text``):
 ``cfg_scale``, ``stop_threshold``, ``seed``, ``max_frames``, ``prompt_audio`` (an audio file
--- WAV, FLAC, OGG -- base64-encoded) with ``prompt_text`` (its transcript).
+-- WAV, FLAC, OGG -- base64-encoded) with ``prompt_text`` (its transcript), or ``voice`` (a
+name from ``GET /v1/audio/voices``, the server's ``--voices``).
 """
 
 import base64
@@ -42,7 +43,7 @@ HTTP_STATUS = {UNSUPPORTED_DATA: 400, INVALID_PAYLOAD: 400, POLICY_VIOLATION: 40
                INTERNAL_ERROR: 500, TRY_AGAIN_LATER: 503}
 
 MESSAGE_KEYS = ("text", "end")
-OPTION_KEYS = ("cfg_scale", "stop_threshold", "seed", "max_frames", "prompt_audio", "prompt_text")
+OPTION_KEYS = ("cfg_scale", "stop_threshold", "seed", "max_frames", "prompt_audio", "prompt_text", "voice")
 
 
 class RequestError(Exception):
@@ -85,6 +86,7 @@ class SynthesisOptions:
     prompt_audio: Optional[np.ndarray] = None  # [C, S] float32 at prompt_sample_rate
     prompt_sample_rate: Optional[int] = None
     prompt_text: Optional[str] = None
+    voice: Optional[str] = None  # a named voice; the server fills the prompt fields from it (voices.py)
 
     def decode_kwargs(self) -> Dict[str, Any]:
         """The options ``SLEDText2Speech.stream`` and ``__call__`` both take."""
@@ -143,6 +145,11 @@ def parse_options(obj: Dict[str, Any], limits: Limits) -> SynthesisOptions:
         options.prompt_text = prompt_text
     elif "prompt_text" in obj:
         raise RequestError("invalid_option", "'prompt_text' given without 'prompt_audio'; send both or neither")
+    if obj.get("voice") is not None:
+        if not isinstance(obj["voice"], str) or "prompt_audio" in obj:
+            raise RequestError("invalid_option", f"'voice' must be a voice name (got {obj['voice']!r}), "
+                                                 "and not given together with 'prompt_audio'")
+        options.voice = obj["voice"]
     return options
 
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from espnet2_sled.serve.protocol import SynthesisOptions
+from espnet2_sled.serve.protocol import RequestError, SynthesisOptions
 
 log = logging.getLogger(__name__)
 DEFAULT_VOICE = "default"
@@ -114,6 +114,17 @@ class Voices:
         if decode.get("seed") is None:
             decode["seed"] = self.default_seed
         return self.get(name).options(**decode)
+
+    def resolve(self, options: Optional[SynthesisOptions]) -> None:
+        """Fills the prompt of ``options.voice`` in (WebSocket, /synthesize); ``RequestError`` if unknown."""
+        if options is None or options.voice is None:
+            return
+        try:
+            voice = self.get(options.voice)
+        except KeyError as e:
+            raise RequestError("unknown_voice", e.args[0])
+        options.prompt_audio, options.prompt_sample_rate = voice.audio, voice.sample_rate
+        options.prompt_text = voice.transcript
 
     def describe(self) -> Dict:
         return {"voices": [v.describe() for v in self.prompted.values()] + [self.default.describe()],

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import soundfile as sf
-from served import sine_prompt, wait_idle
+from served import API_KEY, reference_stream, sine_prompt, wait_idle
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FRAMES, FRAMES_PER_CHUNK, HOP = 24, 4, 640
@@ -79,3 +79,34 @@ def test_page_speaks_and_reports_first_audio_and_all_chunks(server, browser, tmp
     browser.find_element(By.ID, "prompt-text").send_keys("a low hum.")
     check_spoken(speak(browser))
     wait_idle(server)
+
+
+def test_named_voice_menu_waveform_and_download(protocol_server, browser, synthesizer):
+    """On a server with --voices and --api_key (the page opened as /?api_key=KEY): the menu lists
+    the voices; speaking as 'hum' draws every sample and offers a WAV equal to the in-process stream."""
+    import base64
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait_idle(protocol_server.url)
+    browser.get(f"{protocol_server.url}/?api_key={API_KEY}")
+    menu = browser.find_element(By.ID, "voice")
+    WebDriverWait(browser, 30).until(lambda d: len(Select(menu).options) == 2)
+    assert [o.get_attribute("value") for o in Select(menu).options] == ["hum", "default"]
+    Select(menu).select_by_value("hum")
+    text = browser.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys("the cat sat on the mat.")
+    for name, value in (("seed", "1"), ("stop-threshold", "1.5"), ("max-frames", str(FRAMES))):
+        browser.find_element(By.ID, name).send_keys(value)
+    check_spoken(speak(browser))
+    assert browser.execute_script("return window.sledPlayer.drawnSamples") == FRAMES * HOP
+    assert browser.find_element(By.ID, "download").is_displayed()
+    wav = base64.b64decode(browser.execute_async_script(
+        "const done = arguments[0]; fetch(window.sledPlayer.download).then((r) => r.arrayBuffer()).then((b) => "
+        "done(btoa(String.fromCharCode(...new Uint8Array(b)))));"))
+    audio, sample_rate, _ = sine_prompt()
+    expected, _ = reference_stream(synthesizer, "the cat sat on the mat.", prompt=(audio[None], sample_rate,
+                                   "a low hum."), seed=1, stop_threshold=1.5, max_frames=FRAMES)
+    assert wav[:4] == b"RIFF" and wav[44:] == expected

@@ -74,7 +74,8 @@ def test_prompt_that_is_not_audio_names_the_format(server):
 
 HTTP_CASES = {
     "invalid_json": ("{text: 1", 400, "invalid_json"),
-    "unknown_option": ({"text": "the cat.", "voice": "x"}, 400, "unknown_option"),
+    "unknown_option": ({"text": "the cat.", "speaker": "x"}, 400, "unknown_option"),
+    "unknown_voice": ({"text": "the cat.", "voice": "x"}, 400, "unknown_voice"),
     "bad_option_value": ({"text": "the cat.", "seed": -1}, 400, "invalid_option"),
     "empty_text": ({"text": " "}, 400, "empty_text"),
     "missing_text": ({"seed": 1}, 400, "empty_text"),

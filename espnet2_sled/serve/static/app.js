@@ -1,12 +1,17 @@
 // The web page's client: text -> /stream (WebSocket), audio chunks -> Web Audio as they arrive.
 // Protocol: espnet2_sled/serve/protocol.py. Binary frames are 16-bit little-endian PCM, mono.
+// A server started with --api_key needs the page opened as /?api_key=KEY.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const apiKey = new URLSearchParams(location.search).get("api_key");
+const keyHeaders = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
 let audioContext = null;
 let socket = null;
-// what was handed to Web Audio (read by tests/server/test_browser.py)
-window.sledPlayer = { scheduled: 0, scheduledSeconds: 0, contextState: () => audioContext && audioContext.state };
+let received = [];  // this utterance's PCM chunks (Int16Array), for the waveform and the download
+// what was handed to Web Audio, drawn and offered (read by tests/server/test_browser.py)
+window.sledPlayer = { scheduled: 0, scheduledSeconds: 0, contextState: () => audioContext && audioContext.state,
+                      drawnSamples: 0, download: null };
 
 function setState(state, text) {
   document.body.dataset.state = state;
@@ -18,6 +23,51 @@ fetch("/info").then((r) => r.json()).then((info) => {
     `${info.streaming.layout} layout, ${info.streaming.frames_per_chunk} frames ` +
     `(${info.streaming.chunk_seconds.toFixed(2)} s) per chunk`;
 }).catch((e) => { $("model").textContent = `no server info: ${e}`; });
+
+fetch("/v1/audio/voices", { headers: keyHeaders }).then((r) => r.json()).then((list) => {
+  $("voice").replaceChildren(...list.voices.map((v) => {
+    const option = document.createElement("option");
+    option.value = v.id;
+    option.textContent = v.prompted ? `${v.id} (${v.seconds} s prompt)` : `${v.id} (the model's own voice)`;
+    option.selected = v.id === list.default;
+    return option;
+  }));
+}).catch((e) => { $("error").textContent = `no voice list: ${e}`; });
+
+function drawWaveform(sampleRate) {
+  // min/max of the samples under each pixel column; the time axis grows past 5 s as audio arrives
+  const canvas = $("waveform"), context = canvas.getContext("2d");
+  const total = received.reduce((n, c) => n + c.length, 0);
+  const perColumn = Math.max(1, Math.ceil(Math.max(total, 5 * sampleRate) / canvas.width));
+  const middle = canvas.height / 2;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.fillStyle = "#2a6";
+  let column = 0, low = 0, high = 0, inColumn = 0;
+  for (const chunk of received) {
+    for (let i = 0; i < chunk.length; i++) {
+      low = Math.min(low, chunk[i]);
+      high = Math.max(high, chunk[i]);
+      if (++inColumn === perColumn) {
+        context.fillRect(column++, middle - high / 32768 * middle, 1, Math.max(1, (high - low) / 32768 * middle));
+        low = high = inColumn = 0;
+      }
+    }
+  }
+  window.sledPlayer.drawnSamples = total;
+}
+
+function wavBlob(sampleRate) {
+  // the received samples as a 16-bit mono WAV file (what the server sent, unchanged)
+  const samples = received.reduce((n, c) => n + c.length, 0);
+  const header = new DataView(new ArrayBuffer(44));
+  const text = (offset, s) => [...s].forEach((ch, i) => header.setUint8(offset + i, ch.charCodeAt(0)));
+  text(0, "RIFF"); header.setUint32(4, 36 + 2 * samples, true); text(8, "WAVEfmt ");
+  header.setUint32(16, 16, true); header.setUint16(20, 1, true); header.setUint16(22, 1, true);
+  header.setUint32(24, sampleRate, true); header.setUint32(28, 2 * sampleRate, true);
+  header.setUint16(32, 2, true); header.setUint16(34, 16, true);
+  text(36, "data"); header.setUint32(40, 2 * samples, true);
+  return new Blob([header, ...received], { type: "audio/wav" });
+}
 
 function readPrompt() {
   const file = $("prompt-audio").files[0];
@@ -45,6 +95,7 @@ async function speak() {
   }
   const prompt = await readPrompt();
   if (prompt) { first.prompt_audio = prompt; first.prompt_text = $("prompt-text").value; }
+  else if ($("voice").value !== "default") first.voice = $("voice").value;
 
   $("error").textContent = "";
   $("first-audio").textContent = "–";
@@ -54,11 +105,16 @@ async function speak() {
   $("audio-seconds").textContent = "0";
   window.sledPlayer.scheduled = 0;
   window.sledPlayer.scheduledSeconds = 0;
+  received = [];
+  $("download").hidden = true;
+  if (window.sledPlayer.download) URL.revokeObjectURL(window.sledPlayer.download);
+  window.sledPlayer.download = null;
   setState("streaming", "connecting");
   const started = performance.now();
   let sampleRate = 24000, chunks = 0, samples = 0, nextTime = 0, finished = false;
 
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/stream`;
+  const key = apiKey ? `?api_key=${encodeURIComponent(apiKey)}` : "";
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/stream${key}`;
   const ws = socket = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
@@ -83,6 +139,8 @@ async function speak() {
       finished = true;
       $("chunks-total").textContent = String(event.chunks);
       $("rtf").textContent = event.rtf === null ? "–" : event.rtf.toFixed(3);
+      window.sledPlayer.download = $("download").href = URL.createObjectURL(wavBlob(sampleRate));
+      $("download").hidden = false;
       setState("done", `done (${event.audio_seconds.toFixed(2)} s of audio)`);
     } else if (event.event === "error") {
       finished = true;
@@ -103,6 +161,8 @@ async function speak() {
     if (chunks === 1) $("first-audio").textContent = String(Math.round(performance.now() - started));
     $("chunks").textContent = String(chunks);
     $("audio-seconds").textContent = (samples / sampleRate).toFixed(2);
+    received.push(pcm);
+    drawWaveform(sampleRate);
     if (pcm.length === 0) return;
     const buffer = audioContext.createBuffer(1, pcm.length, sampleRate);
     const channel = buffer.getChannelData(0);
