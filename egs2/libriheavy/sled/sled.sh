@@ -11,6 +11,11 @@
 #  8 scoring          espnet2_sled.bin.score -> scores.md / scores.json per decode dir; RESULTS.md
 #  9 packing          espnet2.bin.pack tts -> exp/<tag>/<name>.zip, then decode one sentence from the zip
 #
+# --pretrained DIR_OR_ZIP fine-tunes a released or trained model (import_upstream's output, an
+# exp dir, a packed .zip) on this data: its tokenizer replaces stage 3's, its latent space (if
+# it carries one) stage 2's, its network shape the --train_config's tts_conf, and stage 5
+# starts from its weights (local/pretrained_opts.py).
+#
 # Every stage appends the exact commands it runs to ${expdir}/run_logs/stage<N>.run.sh
 # (replayable: it cds here and sources path.sh/cmd.sh). Stages skip work whose final
 # output exists; final outputs are written under temp names and renamed when complete,
@@ -63,6 +68,7 @@ max_positions=""       # default: tts_conf.max_positions of the train config, el
 extra_positions=2      # positions the layout adds besides text tokens and frames
 
 # ---- training (stages 5, 6)
+pretrained=""          # fine-tune this model (import_upstream dir, exp dir or packed .zip); see the top
 train_config=""
 train_args=""
 tag=""
@@ -100,6 +106,7 @@ Usage: $0 --train_set <set> --valid_set <set> --test_sets "<sets>" --train_confi
   --nbpe N --bpemode unigram|bpe|char  or  --token_type phn --g2p NAME
                              or  --token_list tokens.txt --bpemodel bpe.model
   --train_config yaml --train_args "..." --tag name
+  --pretrained DIR|ZIP       fine-tune a released/trained model (its tokenizer, shape and weights)
   --streaming_config yaml --streaming_args "..."
   --inference_model file.pth --inference_args "..." --decode_modes "offline streaming clone continuation"
 Every variable at the top of sled.sh is an option (--name value or --name=value).
@@ -113,6 +120,18 @@ EOF
 if [ $# -ne 0 ]; then
     echo "${help_message}" >&2
     exit 1
+fi
+
+# ---- fine-tuning a pretrained model: its tokenizer, latent space and shape replace the recipe's
+pretrained_model=""
+pretrained_odim=""
+pretrained_streaming=false
+if [ -n "${pretrained}" ]; then
+    pretrained_assignments=$(${python} local/pretrained_opts.py --pretrained "${pretrained}" \
+        --out "${expdir}/pretrained/$(basename "${pretrained}" .zip)" \
+        --train_config "${train_config}" --streaming_config "${streaming_config}")
+    eval "${pretrained_assignments}"
+    log "fine-tuning ${pretrained_model} (its tokens ${token_list}, config ${train_config})"
 fi
 
 # ---- derived names
@@ -149,6 +168,9 @@ if [ -z "${tag}" ]; then
 fi
 sled_exp=${sled_exp:-${expdir}/sled_${tag}}
 streaming_exp=${streaming_exp:-${expdir}/sled_${tag}_streaming}
+# a pretrained model that streams already is fine-tuned in its own layout (stage 5) and
+# decoded as the streaming model; stage 6 has nothing to do
+[ "${pretrained_streaming}" = true ] && streaming_exp=${sled_exp}
 stats_dir=${stats_dir:-${expdir}/sled_stats_${latent}_${token_tag}}
 run_logs=${expdir}/run_logs
 recipe_dir=$(pwd)
@@ -432,6 +454,16 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
                 --data "data/${s}" --latents "${latent_dir}/${s}/feats.scp" --max_utts "${decode_max_utts}" \
                 --seed "${seed}" ${inference_args}
         done
+    elif [ -n "${pretrained_model}" ]; then
+        got_dim=$(latent_dim "${train_set}")
+        if [ "${got_dim}" != "${pretrained_odim}" ]; then
+            echo "$0: the latents of ${train_set} are ${got_dim} wide but ${pretrained} makes ${pretrained_odim}-wide" \
+                 "frames; extract them (stage 2) with the model's latent space (--latent/--latent_opts)" >&2
+            exit 1
+        fi
+        # its weights, all but the latent space (attached from the latents' own, latent_model_opts)
+        # shellcheck disable=SC2086
+        train_one "${sled_exp}" "${train_config}" --init_param "${pretrained_model}:::tts.latent_space" ${train_args}
     else
         # shellcheck disable=SC2086
         train_one "${sled_exp}" "${train_config}" ${train_args}
@@ -447,9 +479,12 @@ if [ -n "${streaming_config}" ]; then
         log "warning: streaming config ${streaming_config} not found; no streaming fine-tune or streaming decoding"
     fi
 fi
+[ "${pretrained_streaming}" = true ] && streaming_enabled=true
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     begin_stage 6 "streaming fine-tune (${streaming_exp})"
-    if [ "${streaming_enabled}" = true ]; then
+    if [ "${pretrained_streaming}" = true ]; then
+        note "skipped: the pretrained model streams; stage 5 fine-tuned it in its own layout"
+    elif [ "${streaming_enabled}" = true ]; then
         require_file "${sled_exp}/${init_model}" "Train the offline model first (stage 5)."
         # shellcheck disable=SC2086
         train_one "${streaming_exp}" "${streaming_config}" --init_param "${sled_exp}/${init_model}" ${streaming_args}
