@@ -117,7 +117,7 @@ async def serve(args) -> None:
                         "pass --api_key (or set SLED_API_KEY)", args.host)
     model_name = Path(args.model_file).name
     app = build_app(tts, limits, model_name=model_name, voices=voices, api_key=args.api_key,
-                    allow_origins=args.allow_origin)
+                    allow_origins=args.allow_origin, loopback_only=is_loopback(args.host))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)

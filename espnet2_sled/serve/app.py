@@ -64,14 +64,14 @@ def model_info(tts, limits: Limits, model_name: str) -> Dict[str, Any]:
 
 
 def build_app(tts, limits: Limits, model_name: str, voices: Optional[Voices] = None, api_key: Optional[str] = None,
-              allow_origins=()) -> web.Application:
+              allow_origins=(), loopback_only: bool = False) -> web.Application:
     if tts.tts.latent_space is None:
         raise ValueError(f"model '{model_name}' has no latent space (tts_conf.latent), so it cannot make audio; "
                          "serve a model trained with latent: encodec or mel")
     if limits.max_frames is None:
         limits.max_frames = int(tts.tts.max_positions)
     app = web.Application(client_max_size=limits.max_message_bytes,
-                          middlewares=[access_middleware(api_key, allow_origins)])
+                          middlewares=[access_middleware(api_key, allow_origins, loopback_only)])
     app[SCHEDULER] = Scheduler(tts, limits)
     app[INFO] = model_info(tts, limits, model_name)
     app.router.add_get("/", index)

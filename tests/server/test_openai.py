@@ -130,6 +130,9 @@ def test_bad_input_gets_openai_errors(protocol_server):
     status, error = status_of(protocol_server, ok, headers={"Origin": "https://evil.example"})
     assert status == 403 and "--allow_origin" in error["message"]
     assert status_of(protocol_server, ok, headers={"Origin": ALLOWED_ORIGIN})[0] == 200
+    # DNS rebinding: a foreign name pointed at 127.0.0.1 is same-origin with itself; its Host gives it away
+    status, error = status_of(protocol_server, ok, headers={"Origin": "http://evil.example", "Host": "evil.example"})
+    assert status == 403 and error["code"] == "host_not_allowed"
 
 
 def test_models_and_voices(protocol_server):
