@@ -23,7 +23,9 @@ LONG = "the cat sat on the mat, and then the dog sat on the rug by the door."
 
 
 def client(server, api_key=API_KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=loopback(server.url) + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    """The official client at the loopback server (no retries; proxy variables ignored: loopback only)."""
+    return openai.OpenAI(base_url=loopback(server.url) + "/v1", api_key=api_key, max_retries=0, timeout=60,
+                         http_client=openai.DefaultHttpxClient(trust_env=False))
 
 
 def reference(synthesizer, text, voice=None, **options) -> bytes:
