@@ -13,8 +13,8 @@ format       streamed    how
 ``wav``      yes         a RIFF header with unknown sizes (0xFFFFFFFF, as OpenAI's), then PCM
 ``mp3``      yes         libsndfile + LAME, constant bitrate; the LAME tag it rewrites at the
                          end is not resent (its silent placeholder frame is), so decoders
-                         return 1536 to 2112 samples more than were made (encoder delay,
-                         placeholder, padding to a whole 576-sample frame)
+                         return 1681 to 2256 samples more than were made (LAME's 1105-sample
+                         delay, the 576-sample placeholder, padding to whole 576-sample frames)
 ``opus``     yes         Ogg Opus (libsndfile + libopus), sent a page at a time (about 1 s)
 ``flac``     at the end  libsndfile writes the length into the header when it closes the file,
                          and libsndfile cannot read a FLAC stream without it, so the whole

@@ -103,6 +103,8 @@ def parse_speech_request(raw: str, voices: Voices, limits) -> Tuple[str, str, st
     if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed != 1.0):
         raise SpeechError(400, f"'speed' is {speed!r}; only 1.0 is supported (SLED has no speaking-rate control)",
                           "unsupported_speed", "speed")
+    if isinstance(body.get("voice"), dict) and isinstance(body["voice"].get("id"), str):
+        body["voice"] = body["voice"]["id"]  # OpenAI's newer {"id": ...} form
     try:
         options = voices.options(_string(body, "voice", "default"), **options.decode_kwargs())
     except KeyError as e:
