@@ -161,7 +161,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
             return response
         except (ConnectionError, RuntimeError):
             return response  # the client went away; leaving the block frees the session
-        if sse:
+        if sse:  # OpenAI's usage shape; SLED counts characters in and 24 kHz samples out, not tokens
             usage = {"input_tokens": len(text), "output_tokens": encoder.samples, "total_tokens": len(text)
                      + encoder.samples}
             await response.write(f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode())

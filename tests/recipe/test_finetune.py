@@ -94,6 +94,18 @@ def test_finetune_offline_then_streaming_pretrained(recipe):
     r = run_recipe(recipe, "--pretrained", str(offline), "--tag", "ft_offline", "--decode_modes", "offline")
     assert "dump/token_list" not in r.stderr  # stage 3 trained no tokenizer: the model's own is used
     check_finetuned(recipe / "exp/sled_ft_offline", offline, "offline")
+    # stage 9 packs it with its byte-level BPE, and the zip is itself a --pretrained model,
+    # whose latent space (mel, 4 x 2) the recipe then extracts with
+    run_recipe(recipe, "--pretrained", str(offline), "--tag", "ft_offline", "--stage", "9", "--stop_stage", "9")
+    (packed,) = (recipe / "exp/sled_ft_offline").glob("*.zip")
+    r = subprocess.run([sys.executable, "local/pretrained_opts.py", "--pretrained", str(packed), "--out", "zipped",
+                        "--train_config", "conf/tuning/train_sled_small.yaml"], cwd=recipe, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    shell = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert shell["token_type"] == "byte_bpe" and shell["bpemodel"].endswith("tokenizer.json")
+    assert shell["latent"] == "mel" and "n_mels=4" in shell["latent_opts"] and "stack=2" in shell["latent_opts"]
+    assert Path(shell["bpemodel"]).is_file() and Path(shell["pretrained_model"]).is_file()
 
     streaming = imported(recipe, "streaming", streaming=True)
     # data, latents and length stats from the first run (the two checkpoints share a tokenizer)

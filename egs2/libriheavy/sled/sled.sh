@@ -662,6 +662,8 @@ fi
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     begin_stage 9 "packing"
     for exp in "${sled_exp}" "${streaming_exp}"; do
+        [ "${exp}" = "${packed_exp:-}" ] && continue  # a fine-tuned streaming pretrained model is both
+        packed_exp=${exp}
         [ -f "${exp}/${inference_model}" ] || { [ "${exp}" = "${streaming_exp}" ] && continue; }
         require_file "${exp}/${inference_model}" "Train the model first (stage 5)."
         name=${pack_name:-$(basename "${exp}")_${inference_model%.pth}}
@@ -669,7 +671,8 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
         zip=${exp}/${name}.zip
         if [ ! -f "${zip}" ]; then
             pack_opts=()
-            [ "${token_type}" = bpe ] && pack_opts+=(--option "${bpemodel}")
+            # the tokenizer model: sentencepiece (bpe) or a pretrained model's byte-level BPE
+            [ "${bpemodel}" != none ] && pack_opts+=(--option "${bpemodel}")
             [ -d "${exp}/images" ] && pack_opts+=(--option "${exp}/images")
             [ -f "${sled_exp}/RESULTS.md" ] && pack_opts+=(--option "${sled_exp}/RESULTS.md")
             run ${python} -m espnet2.bin.pack tts \
