@@ -116,6 +116,16 @@ def status_of(server, body, api_key=API_KEY, headers=None):
     return 200, None
 
 
+async def websocket_status(url: str) -> int:
+    """The handshake's HTTP status (101: switched to WebSocket)."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(url):
+                return 101
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+
+
 def test_bad_input_gets_openai_errors(protocol_server):
     ok = dict(model="tts-1", voice="alloy", input=TEXT, response_format="pcm")
     status, error = status_of(protocol_server, dict(ok, voice="nobody"))
@@ -135,6 +145,9 @@ def test_bad_input_gets_openai_errors(protocol_server):
     status, error = status_of(protocol_server, ok, headers={"Origin": "https://evil.example"})
     assert status == 403 and "--allow_origin" in error["message"]
     assert status_of(protocol_server, ok, headers={"Origin": ALLOWED_ORIGIN})[0] == 200
+    assert run(websocket_status(protocol_server.url + "/stream")) == 401  # the WebSocket needs the key too
+    assert run(websocket_status(protocol_server.url + "/stream?api_key=wrong")) == 401
+    assert run(websocket_status(f"{protocol_server.url}/stream?api_key={API_KEY}")) == 101
     # DNS rebinding: a foreign name pointed at 127.0.0.1 is same-origin with itself; its Host gives it away
     status, error = status_of(protocol_server, ok, headers={"Origin": "http://evil.example", "Host": "evil.example"})
     assert status == 403 and error["code"] == "host_not_allowed"
