@@ -177,7 +177,6 @@ def test_too_many_sessions_is_503_and_the_others_are_unaffected(protocol_server,
             for i, ws in enumerate(sockets):
                 await ws.receive_json(timeout=30)  # ready
                 await ws.send_json({"text": words[0] + " ", "seed": i})
-            await asyncio.sleep(0.3)
             refused = await asyncio.to_thread(status_of, protocol_server,
                                               dict(model="tts-1", voice="alloy", input=TEXT))
             received = []
