@@ -223,8 +223,3 @@ class SEANetDecoder(_Stack):
             width //= 2
         layers += [nn.ELU(), CausalConv1d(width, 1, 7, pad_mode=pad_mode)]
         super().__init__(layers)
-
-    def set_pad_mode(self, pad_mode: str) -> None:
-        for m in self.modules():
-            if isinstance(m, CausalConv1d):
-                m.pad_mode = pad_mode

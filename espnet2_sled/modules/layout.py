@@ -51,7 +51,8 @@ class Layout:
     stop_target: torch.Tensor  # [B, T+1] float
 
 
-def offline_segments(text_len: int, frame_len: int, max_text: int, max_frames: int) -> List[Segment]:
+def offline_segments(text_len: int, max_text: int, max_frames: int) -> List[Segment]:
+    """Left padding up to max_text, the row's text, then max_frames frame slots."""
     return [(PAD, 0, max_text - text_len), (TEXT, 0, text_len), (FRAMES, 0, max_frames)]
 
 
@@ -127,7 +128,7 @@ def build_layout(
     for b in range(B):
         n_b, t_b = int(text_lengths[b]), int(frame_lengths[b])
         if layout == "offline":
-            rows.append(offline_segments(n_b, t_b, N, T))
+            rows.append(offline_segments(n_b, N, T))
         elif layout == "upstream":  # padded lengths interleaved: pads stay inside
             rows.append(streaming_segments(N, T, tokens_per_chunk, frames_per_chunk))
         elif layout == "packed":

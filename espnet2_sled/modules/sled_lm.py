@@ -35,6 +35,14 @@ def hide_whole_frames(frame_emb: torch.Tensor, p: float, generator: Optional[tor
     return frame_emb * keep[..., None].to(frame_emb.device, frame_emb.dtype)
 
 
+
+def guided_attention_term(probe: AttentionProbe, layout: Layout, text_lengths: torch.Tensor,
+                          frame_lengths: torch.Tensor, rows: torch.Tensor, loss_config: LossConfig) -> torch.Tensor:
+    """The guided-attention loss over every probed layer's heads (one prior); rows ``[B]`` bool:
+    the rows that saw their text (``modules/guided_attention.py``)."""
+    heads = torch.cat([probe.probs[i] for i in loss_config.guided_attention_layers], dim=1)
+    return guided_attention_loss(heads, layout, text_lengths, frame_lengths, rows, loss_config.guided_attention_sigma)
+
 class SLEDLM(nn.Module):
     def __init__(self, config: SLEDConfig):
         super().__init__()
@@ -109,65 +117,71 @@ class SLEDLM(nn.Module):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """text ``[B, N]`` (wrapped ``<s> .. </s>``), frames ``[B, T, D]``, laid out as ``config.layout``.
 
+        loss = energy distance (``energy_term``) + stop BCE (``stop_term``)
+        [+ ``guided_attention_weight`` x guided attention (``guided_attention_term``)].
+
         text_dropout ``[B]`` bool: rows trained without text (CFG). noise ``[M, F, noise_dim]``
         with F = number of real frames in (b, t) order, or the whole padded grid
         ``[M, B, T, noise_dim]`` (upstream draws noise for every slot and masks afterwards), or
-        None (``loss_config.energy_samples`` draws). ``loss_config.guided_attention_weight > 0``
-        adds the guided-attention loss on the first ``guided_attention_heads`` heads of
-        ``guided_attention_layers``. ``loss_config.self_feed > 0`` (training only) replaces that
-        fraction of the input frames by the model's own samples of them (drawn from a first,
-        gradient-free pass over the ground truth), so that training sees the kind of input
-        decoding feeds back; the targets stay the ground truth. Returns (loss, stats).
+        None (``loss_config.energy_samples`` draws). ``loss_config.self_feed > 0`` (training
+        only) replaces that fraction of the input frames by the model's own samples of them
+        (``own_samples_mixed_in``); the targets stay the ground truth. Returns (loss, stats).
         """
         config, eos_id = self.config, self.config.eos_id
         layout = build_layout(text_lengths, frame_lengths, config.layout, config.tokens_per_chunk,
                               config.frames_per_chunk, text_dropout)
-        guided_layers = loss_config.guided_attention_layers
-        probe = AttentionProbe(guided_layers, loss_config.guided_attention_heads) if loss_config.guided else None
-        B, T = frames.shape[:2]
-        frame_mask = torch.arange(T, device=frames.device)[None] < frame_lengths[:, None]  # [B, T]
+        probe = (AttentionProbe(loss_config.guided_attention_layers, loss_config.guided_attention_heads)
+                 if loss_config.guided else None)
+        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None] < frame_lengths[:, None]  # [B, T]
         inputs = frames
         if self.training and loss_config.self_feed > 0:
             inputs = self.own_samples_mixed_in(text, text_lengths, frames, frame_lengths, layout, eos_id,
                                                frame_mask, loss_config.self_feed)
         h = self.hidden_states(text, text_lengths, inputs, frame_lengths, layout, eos_id, probe)  # [B, L, dim]
-
-        z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))[frame_mask]  # [F, dim]
-        target = frames[frame_mask]  # [F, D]
-        if noise is not None and noise.dim() == 4:  # padded grid [M, B, >=T, noise_dim]
-            noise = noise[:, :, :T][:, frame_mask]
-        if noise is None:
-            noise = torch.randn(loss_config.energy_samples, z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype)
-        samples = self.generator(z[None].expand(noise.shape[0], -1, -1), noise.to(z.dtype))  # [M, F, D]
-        energy = energy_score_loss(samples, target, loss_config.energy_beta).mean()
-
-        stop_h = h.gather(1, layout.stop_slot[..., None].expand(-1, -1, h.shape[-1]))  # [B, T+1, dim]
-        with torch.autocast(device_type=h.device.type, enabled=False):
-            logits = F.linear(stop_h.float(), self.stop_head.weight.float()).squeeze(-1)  # [B, T+1]
-            pos_weight = torch.tensor(loss_config.stop_pos_weight, device=logits.device)
-            bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none",
-                                                     pos_weight=pos_weight)
-            stop_loss = (bce * layout.stop_weight).sum() / layout.stop_weight.sum()
+        energy = self.energy_term(h, frames, frame_mask, layout, loss_config, noise)
+        with torch.autocast(device_type=h.device.type, enabled=False):  # the stop and guide terms in fp32
+            stop_loss, stop_acc = self.stop_term(h, layout, loss_config.stop_pos_weight)
             loss = energy + stop_loss
             if probe is not None:
                 rows = (torch.ones_like(frame_lengths, dtype=torch.bool) if text_dropout is None
                         else ~text_dropout.to(h.device))
-                heads = torch.cat([probe.probs[i] for i in guided_layers], dim=1)  # every layer's heads: one prior
-                guide = guided_attention_loss(heads, layout, text_lengths, frame_lengths, rows,
-                                              loss_config.guided_attention_sigma)
+                guide = guided_attention_term(probe, layout, text_lengths, frame_lengths, rows, loss_config)
                 loss = loss + loss_config.guided_attention_weight * guide
-            predicted_stop = (logits > 0).float()
-            correct = (predicted_stop == layout.stop_target).float()
-            stop_acc = (correct * layout.stop_weight).sum() / layout.stop_weight.sum()
-        stats = dict(
-            loss=loss.detach(),
-            energy_distance=energy.detach(),
-            stop_loss=stop_loss.detach(),
-            stop_acc=stop_acc.detach(),
-        )
+        stats = dict(loss=loss.detach(), energy_distance=energy.detach(), stop_loss=stop_loss.detach(),
+                     stop_acc=stop_acc.detach())
         if probe is not None:
             stats["guided_attention"] = guide.detach()
         return loss, stats
+
+    def energy_term(self, h: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor, layout: Layout,
+                    loss_config: LossConfig, noise: Optional[torch.Tensor]) -> torch.Tensor:
+        """Energy distance between generator samples at each frame's slot and the frame itself.
+
+        h ``[B, L, dim]``, frames ``[B, T, D]``, frame_mask ``[B, T]``; noise as in ``loss``.
+        Returns the mean over the F real frames (a scalar).
+        """
+        z = h.gather(1, layout.frame_slot[..., None].expand(-1, -1, h.shape[-1]))[frame_mask]  # [F, dim]
+        target = frames[frame_mask]  # [F, D]
+        if noise is not None and noise.dim() == 4:  # padded grid [M, B, >=T, noise_dim]
+            noise = noise[:, :, :frames.shape[1]][:, frame_mask]
+        if noise is None:
+            noise = torch.randn(loss_config.energy_samples, z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype)
+        samples = self.generator(z[None].expand(noise.shape[0], -1, -1), noise.to(z.dtype))  # [M, F, D]
+        return energy_score_loss(samples, target, loss_config.energy_beta).mean()
+
+    def stop_term(self, h: torch.Tensor, layout: Layout, pos_weight: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weighted stop BCE over each row's T+1 stop slots (fp32) and its accuracy at logit 0.
+
+        h ``[B, L, dim]`` -> (loss, accuracy), scalars. The one "stop" slot per utterance
+        weighs ``pos_weight`` (it is rare); slots past a row's end weigh 0 (``layout.stop_weight``).
+        """
+        stop_h = h.gather(1, layout.stop_slot[..., None].expand(-1, -1, h.shape[-1]))  # [B, T+1, dim]
+        logits = F.linear(stop_h.float(), self.stop_head.weight.float()).squeeze(-1)  # [B, T+1]
+        bce = F.binary_cross_entropy_with_logits(logits, layout.stop_target, reduction="none",
+                                                 pos_weight=torch.tensor(pos_weight, device=logits.device))
+        weight_sum = layout.stop_weight.sum()
+        correct = ((logits > 0).float() == layout.stop_target).float()
+        return (bce * layout.stop_weight).sum() / weight_sum, (correct * layout.stop_weight).sum() / weight_sum
 
     @torch.no_grad()
     def teacher_forced_samples(self, text, text_lengths, frames, frame_lengths, layout: Layout, eos_id: int,
