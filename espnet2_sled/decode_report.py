@@ -34,7 +34,12 @@ class ShortOutputWarning(UserWarning):
 
 
 class EmptyOutputError(ValueError):
-    """The model produced no frames for a text (it stopped at once); nothing was returned or written."""
+    """The model produced no frames for a text (it stopped at once); nothing was returned or written.
+    ``report``: the ``DecodeReport`` that found it."""
+
+    def __init__(self, message: str, report: Optional["DecodeReport"] = None):
+        super().__init__(message)
+        self.report = report
 
 
 def quote(text: str) -> str:
@@ -140,7 +145,7 @@ class DecodeReport:
         """The rule: raise ``EmptyOutputError`` for no frames, warn ``ShortOutputWarning`` for short pieces."""
         message = self.error()
         if message is not None:
-            raise EmptyOutputError(message)
+            raise EmptyOutputError(message, self)
         for text in self.warnings(already_warned):
             warnings.warn(text, ShortOutputWarning, stacklevel=stacklevel)
         return self

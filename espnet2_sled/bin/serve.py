@@ -25,7 +25,8 @@ PREFERRED = ("valid.loss.best.pth", "valid.loss.ave.pth", "latest.pth")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--model_file", required=True, help="packed .zip, experiment dir, or .pth")
     p.add_argument("--train_config", default=None, help="config.yaml (default: beside the .pth)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
@@ -108,6 +109,8 @@ def main(cmd=None) -> None:
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         pass
+    except (FileNotFoundError, ValueError, TypeError) as e:  # a bad --model_file / config: its message, no traceback
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
