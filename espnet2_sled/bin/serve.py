@@ -60,11 +60,11 @@ def find_checkpoint(exp: Path) -> Path:
 
 def load_synthesizer(model_file: str, train_config: Optional[str] = None, device: str = "cpu",
                      cache_dir: Optional[str] = None):
+    path = Path(model_file)
+    if not path.exists():  # said before ESPnet is imported (seconds)
+        raise FileNotFoundError(f"--model_file '{path}' does not exist; give a .zip, an experiment dir or a .pth")
     from espnet2_sled.text2speech import SLEDText2Speech
 
-    path = Path(model_file)
-    if not path.exists():
-        raise FileNotFoundError(f"--model_file '{path}' does not exist; give a .zip, an experiment dir or a .pth")
     if path.suffix == ".zip":
         return SLEDText2Speech.from_pretrained(str(path), cachedir=cache_dir, device=device)
     if path.is_dir():

@@ -10,7 +10,8 @@ Never silent (``espnet2_sled/decode_report.py``): every text is tokenized and sp
 the first decode (a text the model cannot read stops the run with no output written);
 each utterance's ``report`` (frames per text token, short pieces) goes to timing.jsonl,
 an implausibly short one is logged beside its key (``ShortOutputWarning``), and one with
-no frames at all gets no output file: the run ends with exit 1 naming those keys.
+no frames at all gets no output file: the run ends with exit 1 naming those keys (exit 0
+with ``--allow_empty_output true``, as the recipe's stage 7 runs it: scoring counts them).
 """
 
 import argparse
@@ -61,6 +62,9 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=0, help="noise seed; utterance i uses seed + i")
     group.add_argument("--keep_stop_frame", type=str2bool, default=None)
     group.add_argument("--use_teacher_forcing", type=str2bool, default=False, help="resynthesise the 'speech' latents")
+    group.add_argument("--allow_empty_output", type=str2bool, default=False,
+                       help="an utterance with no frames is logged and gets no file either way; true: exit 0 "
+                            "(evaluation: the recipe's scoring counts it as missing audio), false: exit 1")
     group = parser.add_argument_group("Speed")
     group.add_argument("--decode_graph", type=str2bool, default=None,
                        help="replay the decode step as a CUDA graph (default: on with a GPU, off on CPU)")
@@ -108,7 +112,7 @@ def inference(args: argparse.Namespace) -> None:
             decode_batches(t2s, texts, writer, args)
     finally:
         writer.close()
-    if writer.refused:
+    if writer.refused and not args.allow_empty_output:
         keys = sorted(writer.refused)
         raise EmptyOutputError(
             f"{len(keys)} utterance(s) produced no audio and have no output files: {', '.join(keys[:10])}"

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 from aiohttp import WSMsgType, web
 
 from espnet2_sled.decode_report import EmptyOutputError
+from espnet2_sled.fileio import limit_peak
 from espnet2_sled.serve.protocol import (
     AUDIO_ENCODING,
     INTERNAL_ERROR,
@@ -123,9 +124,12 @@ async def synthesize(request: web.Request) -> web.Response:
         if e.error == "body_timeout":
             response.force_close()  # the rest of that body is never read
         return response
+    # One gain for the whole utterance, as the CLI writes its WAVs (fileio.write_wav): never clipped.
+    wav, gain = limit_peak(wav.detach().float().cpu().numpy())
     pcm = pcm16(wav)
     audio_seconds = len(pcm) / 2 / scheduler.sample_rate
-    headers = {"X-Audio-Seconds": f"{audio_seconds:.4f}", "X-Compute-Seconds": f"{compute_seconds:.4f}"}
+    headers = {"X-Audio-Seconds": f"{audio_seconds:.4f}", "X-Compute-Seconds": f"{compute_seconds:.4f}",
+               "X-Peak-Gain": f"{gain:.6g}"}
     if job.report is not None:  # frames per text token, short pieces and their warnings (ASCII JSON)
         headers["X-Decode-Report"] = json.dumps(job.report.as_dict(), separators=(",", ":"))
     return web.Response(body=wav_bytes(pcm, scheduler.sample_rate), content_type="audio/wav", headers=headers)

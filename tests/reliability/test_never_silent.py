@@ -185,12 +185,13 @@ def test_config_value_of_the_wrong_type_names_key_value_and_type(offline_exp, tm
 
 
 # ---------------------------------------------------------------- item 8: the smaller ones
-def test_cli_refuses_an_abbreviated_option(offline_exp, tmp_path):
+def test_cli_refuses_an_abbreviated_option(offline_exp, tmp_path, capsys):
     _, exp = offline_exp
     text = tmp_path / "text"
     text.write_text(f"u1 {TEXT}\n")
-    r = cli_subprocess(exp, tmp_path / "out", text, "--cfg_scal", "3.0")
-    assert r.returncode == 2 and "unrecognized arguments: --cfg_scal 3.0" in r.stderr
+    with pytest.raises(SystemExit) as exit_info:  # the CLI's main(), in this process (saves its start-up)
+        cli(exp, tmp_path / "out", text, "--cfg_scal", "3.0")
+    assert exit_info.value.code == 2 and "unrecognized arguments: --cfg_scal 3.0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -546,6 +546,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                     --model_file "${exp}/${inference_model}" \
                     --output_dir "${out}/logdir/output.JOB" \
                     --seed "${seed}" \
+                    --allow_empty_output true \
                     "${config_opts[@]}" "${set_opts[@]}" ${inference_args}
             run ${python} local/merge_decode.py --nj "${_nj}" --keys "${keys}" "${out}"
         done
