@@ -173,6 +173,18 @@ class PiecewiseSession(ClosableSession):
         self.text_ended = True
         return self._advance()
 
+    def finish_early(self) -> None:
+        """The current piece stopped before reading all its text and what follows is not to be
+        spoken (the server ends such a stream at once): report it as ``end_text`` would --
+        ``EarlyStopWarning``, then ``EmptyOutputError`` if no frame came at all."""
+        if self.finished:
+            return
+        for _ in self._end_piece():
+            pass  # a stopped session has no frame left to write
+        self.finished = True
+        if self.report is not None:
+            self.report.apply(already_warned=self.early_stops)
+
     def close(self) -> None:
         """Release the KV cache; the session cannot be used afterwards."""
         if self.session is not None:

@@ -212,6 +212,12 @@ class Scheduler:
         except StopIteration:
             stream.work = None  # waiting for text, or finished (all text read, or the stop head fired early)
             if stream.text_ended or stream.session.stopped_early:
+                if not stream.text_ended and hasattr(stream.session, "finish_early"):
+                    try:  # its report, as at the end of the text: no frames at all is an error
+                        stream.session.finish_early()
+                    except Exception as e:
+                        self._fail(stream, e)
+                        return
                 self._finish(stream)
             return
         except Exception as e:
