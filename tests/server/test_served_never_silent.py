@@ -6,6 +6,7 @@ start-up and prompt errors read as messages."""
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,7 +31,9 @@ def test_no_audio_is_an_error_over_http_and_websocket(server):
     got = run(stream(server, pieces_of(TEXT, {"seed": 0, "stop_threshold": AT_ONCE})))
     assert got.close_code == INVALID_PAYLOAD and not got.audio
     assert got.last("error")["error"] == "empty_output"
-    assert f"streamed text {TEXT!r}: the model produced no audio" in got.last("error")["message"]
+    # the text so far: the stream ends as soon as the model stops, which may be before all words arrived
+    assert re.search(r"streamed text '(the|the cat|the cat sat)[^']*': the model produced no audio \(0 frames for "
+                     r"\d+ text tokens: it stopped at once\); try another seed", got.last("error")["message"])
 
 
 def test_short_audio_comes_with_its_report(server, synthesizer):
