@@ -9,7 +9,9 @@ stream. Text that fits is decoded exactly as before (one piece, the same frames)
 
 Output that ends because the positions ran out, not because the stop head fired, is
 reported with a ``CutOffWarning``; a streaming piece in which the model stopped before
-reading all of its text is reported with an ``EarlyStopWarning``.
+reading all of its text is reported with an ``EarlyStopWarning``. Both paths fill a
+``DecodeReport`` (``espnet2_sled/decode_report.py``): no frames at all is an
+``EmptyOutputError``, pieces implausibly short for their text a ``ShortOutputWarning``.
 """
 
 import re
@@ -20,6 +22,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
+from espnet2_sled.decode_report import DecodeReport, PieceReport, ShortOutputWarning, quote
 from espnet2_sled.streaming import Chunk, ClosableSession, StreamingSession
 from espnet2_sled.text_split import sentence_ends, split_text
 
@@ -30,7 +33,7 @@ class CutOffWarning(UserWarning):
     """Output ended at the model's position limit instead of at the stop head."""
 
 
-class EarlyStopWarning(UserWarning):
+class EarlyStopWarning(ShortOutputWarning):
     """The model stopped before it had read all of the text (streaming)."""
 
 
@@ -52,7 +55,9 @@ def decode_pieces(
     t2s, pieces: List[str], prompt_text: Optional[str], prompt_latents: Optional[torch.Tensor],
     noise, decode_conf: Dict, name: str = "text",
 ) -> Dict[str, torch.Tensor]:
-    """pieces (``split_text``) -> one result dict: feat_gen ``[T, D]`` joined, wav, stop_probs, piece_frames ``[n]``.
+    """pieces (``split_text``) -> one result dict: feat_gen ``[T, D]`` joined, wav, stop_probs, piece_frames ``[n]``,
+    report (a ``DecodeReport``: ``EmptyOutputError`` if no piece has a frame, ``ShortOutputWarning``
+    naming the pieces implausibly short for their text).
 
     Every piece is read as ``<s> prompt_text piece </s>`` followed by the prompt frames.
     ``max_frames`` caps each piece. Noise: ``noise`` (a generator) or ``seed`` as usual;
@@ -70,6 +75,8 @@ def decode_pieces(
     ids = [t2s.tokenize(prefix + piece, name=name) for piece in pieces]
     prompt_frames = 0 if prompt_latents is None else prompt_latents.shape[0]
     frames, stop_probs, piece_frames = [], [], []
+    report = t2s.new_report(f"{name} {quote(' '.join(pieces))}", options["stop_threshold"], prompt_latents is not None)
+    cap = decode_conf.get("max_frames")
     for start in range(0, len(ids), PIECE_BATCH):
         batch = ids[start : start + PIECE_BATCH]
         lengths = torch.tensor([len(x) for x in batch], device=t2s.device)
@@ -85,11 +92,14 @@ def decode_pieces(
             frames.append(gen.frames[b, :length])
             stop_probs.append(gen.stop_probs[b, :length])
             piece_frames.append(length)
+            tokens = len(t2s.tokenize(pieces[start + b], warn=False)) if prefix else len(batch[b])
+            report.pieces.append(PieceReport(length, tokens, tokens, cap is not None and length >= cap))
             if steps == budget and not stopped_at_head(gen.stop_probs[b], options["stop_threshold"]):
                 warn_cut_off(f"{name}, piece {start + b + 1} of {len(pieces)}", length, tts.max_positions)
     result = tts.outputs_for(torch.cat(frames), prompt_latents)
     result["stop_probs"] = torch.cat(stop_probs)
     result["piece_frames"] = torch.tensor(piece_frames)
+    result["report"] = report.apply(stacklevel=4)
     return result
 
 
@@ -109,12 +119,19 @@ class PiecewiseSession(ClosableSession):
 
     def __init__(
         self, new_session: Callable[[], StreamingSession], fits: Callable[[str], bool],
-        check_text: Optional[Callable[[str], object]] = None,
+        check_text: Optional[Callable[[str], torch.Tensor]] = None, report: Optional[DecodeReport] = None,
+        max_frames: Optional[int] = None,
     ):
         """new_session: a fresh ``StreamingSession`` (voice prompt already pushed); fits:
         ``SLEDText2Speech.piece_fits``; check_text: called with each piece's text once it is
-        complete (``SLEDText2Speech.tokenize``, which warns about characters read as <unk>)."""
+        complete (``SLEDText2Speech.tokenize``, which warns about characters read as <unk>),
+        returning its ids; a piece with none is refused before it is spoken. report: filled
+        piece by piece and applied when the text ends (``EmptyOutputError`` /
+        ``ShortOutputWarning``); max_frames: the caller's cap per piece (not short)."""
         self.new_session, self.fits, self.check_text = new_session, fits, check_text
+        self.report, self.max_frames = report, max_frames
+        self.piece_frames = 0  # frames emitted for the current piece
+        self.early_stops: List[int] = []  # pieces named by an EarlyStopWarning
         self.session: Optional[StreamingSession] = None
         self.piece = ""  # text forwarded to the current session
         self.sentence = ""  # complete words of a held sentence, not yet forwarded
@@ -156,6 +173,18 @@ class PiecewiseSession(ClosableSession):
         self.text_ended = True
         return self._advance()
 
+    def finish_early(self) -> None:
+        """The current piece stopped before reading all its text and what follows is not to be
+        spoken (the server ends such a stream at once): report it as ``end_text`` would --
+        ``EarlyStopWarning``, then ``EmptyOutputError`` if no frame came at all."""
+        if self.finished:
+            return
+        for _ in self._end_piece():
+            pass  # a stopped session has no frame left to write
+        self.finished = True
+        if self.report is not None:
+            self.report.apply(already_warned=self.early_stops)
+
     def close(self) -> None:
         """Release the KV cache; the session cannot be used afterwards."""
         if self.session is not None:
@@ -178,6 +207,8 @@ class PiecewiseSession(ClosableSession):
                 yield from self._place_sentence()
             yield from self._end_piece()
             self.finished = True
+            if self.report is not None:
+                self.report.apply(already_warned=self.early_stops)  # EmptyOutputError / ShortOutputWarning
 
     def _take_word(self, word: str, last: bool = False) -> Iterator[Chunk]:
         ends = bool(sentence_ends(word.rstrip() + " ")) or last
@@ -214,6 +245,7 @@ class PiecewiseSession(ClosableSession):
         if self.session is None:
             self.session = self.new_session()
             self.pieces += 1
+            self.piece_frames = 0
         self.piece += text
         yield from self._renumber(self.session.push_text(text))
 
@@ -222,12 +254,25 @@ class PiecewiseSession(ClosableSession):
             return
         session, chunks, piece = self.session, self.session.end_text(), self.piece
         self.session, self.piece, self.first_sentence_open = None, "", True
+        text_tokens = None
         if self.check_text is not None and piece.strip():
-            self.check_text(piece)
+            text_tokens = len(self.check_text(piece.strip()))
+            if text_tokens == 0:
+                session.close()
+                raise ValueError(f"streamed text {quote(piece)} is empty after tokenization: none of its characters "
+                                 "are in the model's token list; write it in words the model knows")
         yield from self._renumber(chunks)
         self.tokens_read += session.num_read
         self.tokens_total += len(session.tokens)
+        if self.report is not None and text_tokens is not None:
+            if not self.report.pieces:
+                self.report.what += f" {quote(piece)}"  # named by its first piece
+            unread = len(session.tokens) - session.num_read  # of the text, and its </s>
+            capped = self.max_frames is not None and self.piece_frames >= self.max_frames
+            self.report.pieces.append(PieceReport(self.piece_frames, text_tokens,
+                                                  max(0, min(text_tokens, text_tokens + 1 - unread)), capped))
         if session.stopped_early:
+            self.early_stops.append(self.pieces)
             self.ended_early = True
             warnings.warn(
                 f"streaming piece {self.pieces}: the model stopped after reading {session.num_read} of "
@@ -244,6 +289,7 @@ class PiecewiseSession(ClosableSession):
         for chunk in chunks:
             chunk = replace(chunk, index=self.chunks_emitted, elapsed_seconds=time.perf_counter() - self.started)
             self.chunks_emitted += 1
+            self.piece_frames += chunk.frames.shape[0]
             yield chunk
 
 

@@ -26,6 +26,7 @@ from espnet2.bin.tts_inference import Text2Speech
 
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled before ESPnet builds the model)
 from espnet2_sled.checkpoint import load_model_file
+from espnet2_sled.decode_report import DecodeReport, PieceReport, frames_per_token_floor, quote
 from espnet2_sled.modules.precision import prepare_for_decoding
 
 DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame", "decode_graph")
@@ -139,6 +140,39 @@ class SLEDText2Speech(Text2Speech):
 
         return fits
 
+    def check_prompt_room(self, prompt_text: str, prompt_frames: int, word: Optional[str] = None) -> None:
+        """Refuses a voice prompt that leaves no room for ``word`` (the text's first; None: a
+        one-letter word), by its positions and the longest prompt that would fit; a word too
+        long on its own is left to ``split_text``, which names it."""
+        named = f"its first word {word.strip()[:40]!r}" if word and word.strip() else "a one-letter word"
+        word = word.strip() if word and word.strip() else "a"
+        if self.piece_fits(prompt_text, prompt_frames)(word) or not self.piece_fits()(word):
+            return
+        positions, rate = self.tts.max_positions, self.tts.latent_frame_rate
+        frames_per_char = rate / SLOW_CHARS_PER_SECOND
+        transcript = len(self.tokenize(prompt_text.strip(), warn=False))
+
+        def longest_prompt(text: str) -> float:  # seconds of prompt with which ``text`` still fits
+            tokens = len(self.preprocess_fn("<input>", dict(text=prompt_text.strip() + " " + text))["text"])
+            frames = positions - tokens - 2 - math.ceil(len(text) * frames_per_char)
+            return math.floor((frames - 1) / rate * 10) / 10  # one frame spare: the encoder rounds up
+
+        sentence = ("the quick brown fox jumps over the lazy dog " * 3)[: int(10 * SLOW_CHARS_PER_SECOND)].strip()
+        longest = longest_prompt(sentence)
+        for_sentence = f", or {longest:.1f} s to leave room for a 10-second sentence" if longest > 0 else ""
+        raise ValueError(
+            f"the voice prompt takes {prompt_frames + transcript} of the model's {positions} positions "
+            f"({prompt_frames} frames = {prompt_frames / rate:.1f} s of audio + {transcript} tokens of its "
+            f"transcript), leaving no room for the text (not even {named}); use a voice "
+            f"prompt of at most {max(0.0, longest_prompt(word)):.1f} s{for_sentence}"
+        )
+
+    def new_report(self, what: str, stop_threshold: Optional[float], voice_prompt: bool) -> DecodeReport:
+        """An empty ``DecodeReport`` with this model's frames-per-token floor (decode_report.py)."""
+        floor, source = frames_per_token_floor(self.tts.config.min_frames_per_token, self.tts.latent_frame_rate)
+        threshold = self.tts.decode_options(stop_threshold=stop_threshold)["stop_threshold"]
+        return DecodeReport(what, floor, source, threshold, voice_prompt)
+
     def split_text(self, text: str, prompt_text: Optional[str] = None, prompt_frames: int = 0) -> List[str]:
         """Text -> the pieces it is spoken as (one piece, ``[text.strip()]``, when it fits)."""
         from espnet2_sled.text_split import split_text
@@ -204,6 +238,7 @@ class SLEDText2Speech(Text2Speech):
             prompt_latents = voice_prompt if is_latents else self.encode_prompt(voice_prompt, prompt_sample_rate)
             if is_latents:
                 check_finite_prompt(prompt_latents, "voice_prompt (latents)")
+            self.check_prompt_room(prompt_text, prompt_latents.shape[0])
 
         def new_session() -> StreamingSession:
             with torch.no_grad():
@@ -217,9 +252,11 @@ class SLEDText2Speech(Text2Speech):
             return session
 
         prompt_frames = 0 if prompt_latents is None else prompt_latents.shape[0]
+        report = self.new_report("streamed text", opts["stop_threshold"], prompt_latents is not None)
         return PiecewiseSession(new_session, self.piece_fits(prompt_text if prompt_latents is not None else None,
                                                              prompt_frames),
-                                check_text=lambda piece: self.tokenize(piece, name="streamed text"))
+                                check_text=lambda piece: self.tokenize(piece, name="streamed text"),
+                                report=report, max_frames=cfg.get("max_frames"))
 
     @torch.no_grad()
     def __call__(
@@ -234,7 +271,10 @@ class SLEDText2Speech(Text2Speech):
         noise=None,
         **options,
     ) -> Dict[str, torch.Tensor]:
-        """text -> dict(feat_gen ``[T, D]``, wav ``[T * hop]``, stop_probs ``[T]``).
+        """text -> dict(feat_gen ``[T, D]``, wav ``[T * hop]``, stop_probs ``[T]``, report).
+
+        ``report``: a ``DecodeReport`` (frames per text token, pieces); no frames at all raises
+        ``EmptyOutputError``, implausibly short output warns ``ShortOutputWarning``.
 
         Voice cloning: ``prompt_text`` + ``prompt_audio`` (or ``prompt_latents [P, D]``);
         the model reads ``<s> prompt_text text </s>`` followed by the prompt frames.
@@ -256,6 +296,8 @@ class SLEDText2Speech(Text2Speech):
                 raise ValueError("prompt_text is empty: voice cloning needs the transcript of the prompt audio")
             if not isinstance(text, str):
                 raise ValueError("with a voice prompt, give the text as a string (it is joined to prompt_text)")
+        if isinstance(text, str) and prompt_latents is not None:
+            self.check_prompt_room(prompt_text, prompt_latents.shape[0], text.split()[0])
         if isinstance(text, str) and not cfg.get("use_teacher_forcing"):
             pieces = self.split_text(text, prompt_text if prompt_latents is not None else None,
                                      0 if prompt_latents is None else prompt_latents.shape[0])
@@ -263,11 +305,14 @@ class SLEDText2Speech(Text2Speech):
                 from espnet2_sled.long_text import decode_pieces
 
                 return decode_pieces(self, pieces, prompt_text, prompt_latents, noise, cfg)
+        what = f"text {quote(text)}" if isinstance(text, str) else "text (token ids)"
+        text_tokens = len(self.tokenize(text, warn=False)) if prompt_latents is not None else None
         if prompt_latents is not None:
             text = prompt_text.strip() + " " + text
         if isinstance(text, str):
             text = self.tokenize(text)
         text = torch.as_tensor(text, dtype=torch.long).to(self.device)
+        text_tokens = len(text) if text_tokens is None else text_tokens
         feats = None if speech is None else torch.as_tensor(speech).to(self.device)
         result = self.tts.inference(text, feats=feats, prompt_latents=prompt_latents, noise=noise, **cfg)
         if "stop_probs" in result:
@@ -278,4 +323,15 @@ class SLEDText2Speech(Text2Speech):
             threshold = self.tts.decode_options(stop_threshold=cfg.get("stop_threshold"))["stop_threshold"]
             if len(result["stop_probs"]) == budget and not stopped_at_head(result["stop_probs"], threshold):
                 warn_cut_off("text", len(result["feat_gen"]), self.tts.max_positions)
+        if not cfg.get("use_teacher_forcing"):
+            frames = len(result["feat_gen"])
+            report = self.new_report(what, cfg.get("stop_threshold"), prompt_latents is not None)
+            report.pieces.append(PieceReport(frames, text_tokens, text_tokens, frames >= frame_cap(cfg, noise)))
+            result["report"] = report.apply()  # EmptyOutputError / ShortOutputWarning
         return result
+
+
+def frame_cap(decode_conf: Dict[str, Any], noise) -> float:
+    """The frames the caller allowed a piece (``max_frames``, or an explicit noise tensor's steps)."""
+    caps = [decode_conf.get("max_frames"), noise.shape[-2] if isinstance(noise, torch.Tensor) else None]
+    return min([c for c in caps if c is not None], default=math.inf)

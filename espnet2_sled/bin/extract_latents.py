@@ -312,7 +312,8 @@ def merge(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- CLI
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir (wav.scp [, segments])")
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--latent", default="encodec", choices=["encodec", "mel"])

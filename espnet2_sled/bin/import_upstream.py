@@ -194,7 +194,7 @@ def import_checkpoint(
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Import a released SLED-TTS checkpoint (ICTNLP/SLED-TTS-*Libriheavy) as an ESPnet exp dir",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False,
     )
     parser.add_argument("--src", required=True,
                         help="HF folder: config.json, model.safetensors, vocab.json, merges.txt")

@@ -300,7 +300,8 @@ def write_reports(output_dir: Path, summary: Dict[str, dict], per_utt: Dict[str,
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--wav_dir", type=Path, help="folder of <utt_id>.wav (generated speech)")
     src.add_argument("--wav_scp", type=Path, help="wav.scp of the speech to score")

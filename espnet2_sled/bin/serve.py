@@ -30,7 +30,8 @@ PREFERRED = ("valid.loss.best.pth", "valid.loss.ave.pth", "latest.pth")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--model_file", required=True, help="packed .zip, experiment dir, or .pth")
     p.add_argument("--train_config", default=None, help="config.yaml (default: beside the .pth)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
@@ -83,11 +84,11 @@ def find_checkpoint(exp: Path) -> Path:
 
 def load_synthesizer(model_file: str, train_config: Optional[str] = None, device: str = "cpu",
                      cache_dir: Optional[str] = None):
+    path = Path(model_file)
+    if not path.exists():  # said before ESPnet is imported (seconds)
+        raise FileNotFoundError(f"--model_file '{path}' does not exist; give a .zip, an experiment dir or a .pth")
     from espnet2_sled.text2speech import SLEDText2Speech
 
-    path = Path(model_file)
-    if not path.exists():
-        raise FileNotFoundError(f"--model_file '{path}' does not exist; give a .zip, an experiment dir or a .pth")
     if path.suffix == ".zip":
         return SLEDText2Speech.from_pretrained(str(path), cachedir=cache_dir, device=device)
     if path.is_dir():
@@ -151,6 +152,8 @@ def main(cmd=None) -> None:
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         pass
+    except (FileNotFoundError, ValueError, TypeError) as e:  # a bad --model_file / config: its message, no traceback
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -5,29 +5,32 @@ Same inputs and outputs as ``espnet2.bin.tts_inference`` (``wav/``, ``norm/feats
 ``speech_shape``) plus ``timing.jsonl`` (compute seconds, RTF, time to first audio), and
 SLED's options. Modes: batched offline (default), ``--streaming true``, voice cloning
 (``--prompt_wav_scp`` + ``--prompt_text``) and ``--continuation_seconds 3``.
+
+Never silent (``espnet2_sled/decode_report.py``): every text is tokenized and split before
+the first decode (a text the model cannot read stops the run with no output written);
+each utterance's ``report`` (frames per text token, short pieces) goes to timing.jsonl,
+an implausibly short one is logged beside its key (``ShortOutputWarning``), and one with
+no frames at all gets no output file: the run ends with exit 1 naming those keys (exit 0
+with ``--allow_empty_output true``, as the recipe's stage 7 runs it: scoring counts them).
 """
 
 import argparse
-import contextlib
-import json
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import kaldiio
 import numpy as np
 import torch
-from espnet2.fileio.npy_scp import NpyScpWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from tqdm import tqdm
 
 import espnet2_sled.registry  # noqa: F401  (tts: sled for ESPnet's model builder)
-from espnet2_sled.fileio import read_table as read_kaldi_table
-from espnet2_sled.fileio import write_wav
+from espnet2_sled.bin.decode_output import OutputWriter, check_texts, logged_warnings, read_table, read_texts
+from espnet2_sled.decode_report import EmptyOutputError, PieceReport, quote
 from espnet2_sled.long_text import stopped_at_head, warn_cut_off
 from espnet2_sled.tasks.sled import SLEDTask
 from espnet2_sled.text2speech import DECODE_OPTIONS, SLEDText2Speech, check_finite_prompt, read_prompt_audio  # noqa: F401 (re-exported)
@@ -37,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = config_argparse.ArgumentParser(
         description="SLED decoding (ESPnet tts_inference options + SLED's)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # "--cfg_scal 3" is an error, not --cfg_scale
     )
     parser.add_argument("--log_level", default="INFO", choices=("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"))
     parser.add_argument("--output_dir", type=str, required=True)
@@ -58,6 +62,9 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=0, help="noise seed; utterance i uses seed + i")
     group.add_argument("--keep_stop_frame", type=str2bool, default=None)
     group.add_argument("--use_teacher_forcing", type=str2bool, default=False, help="resynthesise the 'speech' latents")
+    group.add_argument("--allow_empty_output", type=str2bool, default=False,
+                       help="an utterance with no frames is logged and gets no file either way; true: exit 0 "
+                            "(evaluation: the recipe's scoring counts it as missing audio), false: exit 1")
     group = parser.add_argument_group("Speed")
     group.add_argument("--decode_graph", type=str2bool, default=None,
                        help="replay the decode step as a CUDA graph (default: on with a GPU, off on CPU)")
@@ -80,75 +87,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class OutputWriter:
-    """wav/, norm/feats.scp (npy), speech_shape/, timing.jsonl under the output dir."""
-
-    def __init__(self, out: Path, fs: Optional[int]):
-        self.out, self.fs = out, fs
-        for sub in ("wav", "speech_shape"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        self.feats = NpyScpWriter(out / "norm", out / "norm/feats.scp")
-        self.shape = open(out / "speech_shape/speech_shape", "w")
-        self.timing = open(out / "timing.jsonl", "w")
-
-    def write(self, key: str, result: Dict[str, torch.Tensor], timing: Dict[str, Any]) -> None:
-        feat = result["feat_gen"].float().cpu().numpy()
-        self.feats[key] = feat
-        self.shape.write(f"{key} {','.join(map(str, feat.shape))}\n")
-        seconds = 0.0
-        gain = None
-        if result.get("wav") is not None:
-            wav = result["wav"].float().cpu().numpy()
-            gain = write_wav(self.out / "wav" / f"{key}.wav", wav, self.fs)  # peaks limited to 0.99
-            seconds = len(wav) / self.fs
-        record = dict(utt_id=key, frames=int(feat.shape[0]), audio_seconds=seconds, **timing)
-        if gain is not None:
-            record["peak_gain"] = float(f"{gain:.6g}")
-        if result.get("piece_frames") is not None:
-            record["pieces"] = len(result["piece_frames"])
-        if seconds > 0:
-            record["rtf"] = record["compute_seconds"] / seconds
-        self.timing.write(json.dumps(record) + "\n")
-        self.timing.flush()
-        logging.info(f"{key}: {feat.shape[0]} frames, {timing['compute_seconds']:.2f} s")
-
-    def close(self) -> None:
-        self.feats.close()
-        self.shape.close()
-        self.timing.close()
-        with open(self.out / "wav/wav.scp", "w") as f:
-            for w in sorted((self.out / "wav").glob("*.wav")):
-                f.write(f"{w.stem} {w.resolve()}\n")
-
-
-def read_table(path: str, what: str) -> Dict[str, str]:
-    table = read_kaldi_table(path)
-    if not table:
-        raise ValueError(f"{what} '{path}' is empty")
-    return table
-
-
-def read_texts(path: str) -> Dict[str, str]:
-    """The text file -> {key: text}; a line with a key and no text is an error naming both."""
-    texts = read_table(path, "text file")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split(maxsplit=1)
-            if len(parts) == 1 or (len(parts) == 2 and not parts[1].strip()):
-                raise ValueError(f"text is empty for utterance '{parts[0]}' ({path}:{lineno})")
-    return texts
-
-
-@contextlib.contextmanager
-def logged_warnings(key: str):
-    """Warnings raised while decoding an utterance are logged beside its key."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        logging.warning(f"{key}: {w.message}")
-
-
 def inference(args: argparse.Namespace) -> None:
     device = "cuda" if args.ngpu > 0 else "cpu"
     t2s = SLEDText2Speech.from_pretrained(
@@ -163,6 +101,9 @@ def inference(args: argparse.Namespace) -> None:
     if (args.use_teacher_forcing or args.continuation_seconds) and "speech" not in inputs:
         raise ValueError("this mode needs latents: --data_path_and_name_and_type dump/.../feats.scp,speech,kaldi_ark")
     texts = read_texts(inputs["text"][0])  # before any decoding: an empty line is named
+    if not args.use_teacher_forcing:
+        keys = list(read_table(args.key_file, "key file")) if args.key_file else sorted(texts)
+        check_texts(t2s, texts, keys, inputs["text"][0])
     writer = OutputWriter(Path(args.output_dir), t2s.fs)
     try:
         if args.streaming or args.prompt_wav_scp or args.continuation_seconds:
@@ -171,6 +112,12 @@ def inference(args: argparse.Namespace) -> None:
             decode_batches(t2s, texts, writer, args)
     finally:
         writer.close()
+    if writer.refused and not args.allow_empty_output:
+        keys = sorted(writer.refused)
+        raise EmptyOutputError(
+            f"{len(keys)} utterance(s) produced no audio and have no output files: {', '.join(keys[:10])}"
+            f"{' ...' if len(keys) > 10 else ''} (why: the log and timing.jsonl); the other {len(writer.written)} "
+            f"are in {args.output_dir}/wav")
 
 
 def decode_one_by_one(t2s: SLEDText2Speech, inputs, texts: Dict[str, str], writer: OutputWriter, args) -> None:
@@ -193,14 +140,18 @@ def decode_one_by_one(t2s: SLEDText2Speech, inputs, texts: Dict[str, str], write
                 raise KeyError(f"utterance '{key}' has no prompt in {args.prompt_wav_scp} / {args.prompt_text}")
             prompt_kwargs = dict(prompt_audio=prompts[key], prompt_text=prompt_texts[key])
         start = time.perf_counter()
-        with logged_warnings(key):
-            if args.streaming:
-                result, timing = decode_streaming(t2s, texts[key], prompt_kwargs, seed, args.stream_text_by)
-            elif args.continuation_seconds:
-                result, timing = decode_continuation(t2s, texts[key], latents[key], seed, args, key)
-            else:
-                result = t2s(texts[key], seed=seed, **prompt_kwargs)
-                timing = dict(compute_seconds=time.perf_counter() - start)
+        try:
+            with logged_warnings(key):
+                if args.streaming:
+                    result, timing = decode_streaming(t2s, texts[key], prompt_kwargs, seed, args.stream_text_by)
+                elif args.continuation_seconds:
+                    result, timing = decode_continuation(t2s, texts[key], latents[key], seed, args, key)
+                else:
+                    result = t2s(texts[key], seed=seed, **prompt_kwargs)
+                    timing = dict(compute_seconds=time.perf_counter() - start)
+        except EmptyOutputError as e:
+            writer.refuse(key, e)
+            continue
         writer.write(key, result, timing)
 
 
@@ -218,7 +169,7 @@ def decode_streaming(t2s: SLEDText2Speech, text: str, prompt_kwargs, seed: int, 
     total = time.perf_counter() - start
     session.close()
     frames = torch.cat([c.frames for c in chunks]) if chunks else torch.zeros(0, t2s.tts.odim)
-    result = dict(feat_gen=frames)
+    result = dict(feat_gen=frames, report=session.report)
     if chunks and chunks[0].audio is not None:
         result["wav"] = torch.cat([c.audio for c in chunks])
     timing = dict(
@@ -243,6 +194,10 @@ def decode_continuation(t2s: SLEDText2Speech, text: str, latents: np.ndarray, se
     ids = t2s.tokenize(text).to(t2s.device)
     result = tts.inference(ids, prompt_latents=prefix, seed=seed, decode_wav=False,
                            **{k: v for k, v in t2s.decode_conf.items() if k != "seed"})
+    report = t2s.new_report(f"text {quote(text)}", t2s.decode_conf.get("stop_threshold"), voice_prompt=False)
+    frames, cap = result["feat_gen"].shape[0], t2s.decode_conf.get("max_frames")
+    report.pieces.append(PieceReport(frames, len(ids), len(ids), cap is not None and frames >= cap))
+    result["report"] = report.apply()  # EmptyOutputError / ShortOutputWarning
     if tts.latent_space is not None:
         if args.keep_prompt_audio:
             result["wav"] = tts.latent_space.decode(torch.cat([prefix, result["feat_gen"]])[None])[0]
@@ -266,7 +221,10 @@ def decode_batches(t2s: SLEDText2Speech, texts: Dict[str, str], writer: OutputWr
         results = decode_batch(t2s, keys, batch, args, index, texts)
         per_utt = (time.perf_counter() - start) / len(keys)
         for key, result in zip(keys, results):
-            writer.write(key, result, dict(compute_seconds=per_utt, batch_size=len(keys)))
+            if isinstance(result, EmptyOutputError):
+                writer.refuse(key, result)
+            else:
+                writer.write(key, result, dict(compute_seconds=per_utt, batch_size=len(keys)))
         index += len(keys)
 
 
@@ -285,12 +243,15 @@ def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, tor
         if texts is None or key not in texts:
             rows.append(b)
             continue
-        with logged_warnings(key):
-            t2s.tokenize(texts[key], name="text")  # warns about characters read as <unk>
-            if len(t2s.split_text(texts[key])) > 1:
-                results[b] = t2s(texts[key], seed=args.seed + index + b)
-            else:
-                rows.append(b)
+        try:
+            with logged_warnings(key):
+                t2s.tokenize(texts[key], name="text")  # warns about characters read as <unk>
+                if len(t2s.split_text(texts[key])) > 1:
+                    results[b] = t2s(texts[key], seed=args.seed + index + b)
+                else:
+                    rows.append(b)
+        except EmptyOutputError as e:
+            results[b] = e
     if not rows:
         return results
     if len(rows) < len(keys):
@@ -309,12 +270,20 @@ def decode_batch(t2s: SLEDText2Speech, keys: Sequence[str], batch: Dict[str, tor
                if k in ("cfg_scale", "stop_threshold", "keep_stop_frame", "decode_graph")}
     gen = tts.generate_batch(text, text_lengths, max_frames=max_frames, noise=noise, **options)
     threshold = tts.decode_options(**options)["stop_threshold"]
+    cap = t2s.decode_conf.get("max_frames")
     for i, b in enumerate(rows):
         frames = gen.frames[i, : int(gen.lengths[i])]
-        results[b] = tts.outputs_for(frames)
-        if gen.stop_probs.shape[1] == budget and not stopped_at_head(gen.stop_probs[i], threshold):
+        what = f"text {quote(texts[keys[b]])}" if texts is not None and keys[b] in texts else "text"
+        report = t2s.new_report(what, threshold, voice_prompt=False)
+        tokens = int(text_lengths[i])
+        report.pieces.append(PieceReport(frames.shape[0], tokens, tokens, cap is not None and frames.shape[0] >= cap))
+        try:
             with logged_warnings(keys[b]):
-                warn_cut_off("text", frames.shape[0], tts.max_positions)
+                if gen.stop_probs.shape[1] == budget and not stopped_at_head(gen.stop_probs[i], threshold):
+                    warn_cut_off("text", frames.shape[0], tts.max_positions)
+                results[b] = dict(tts.outputs_for(frames), report=report.apply())  # EmptyOutputError: no output
+        except EmptyOutputError as e:
+            results[b] = e
     return results
 
 
@@ -322,7 +291,11 @@ def main(cmd=None):
     print(" ".join(sys.argv), file=sys.stderr)
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    inference(args)
+    try:
+        inference(args)
+    except EmptyOutputError as e:  # the keys were logged one by one as they failed
+        logging.error(str(e))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ once, with messages that name the ``tts_conf`` key and what it must be.
 """
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -96,6 +97,10 @@ class SLEDConfig:
     cfg_scale: float = 2.0
     stop_threshold: float = 0.8
     keep_stop_frame: bool = False
+    # 1st percentile of frames per text token over the training data (recipe stage 4 measures
+    # it, stage 5 stores it here); decoded output well below it is reported as implausibly
+    # short (espnet2_sled/decode_report.py). None: a fallback rate (imported models).
+    min_frames_per_token: Optional[float] = None
     # the training objective
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -128,9 +133,54 @@ class SLEDConfig:
         unknown = sorted(set(tts_conf) - set(tts_conf_defaults()))
         if unknown:
             raise ValueError(f"unknown tts_conf key(s) {unknown}; known keys: {sorted(tts_conf_defaults())}")
+        for key, value in tts_conf.items():
+            check_type(key, value)
         loss_keys = {f.name for f in dataclasses.fields(LossConfig)}
         loss = LossConfig(**{k: v for k, v in tts_conf.items() if k in loss_keys})
         return cls(vocab_size, latent_dim, loss=loss, **{k: v for k, v in tts_conf.items() if k not in loss_keys})
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "a mapping", tuple: "a list of integers"}
+
+
+def _expected(annotation) -> Tuple[type, bool]:
+    """A field's annotation -> (its plain type, whether None is allowed)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Union:  # Optional[X]
+        inner = next(a for a in args if a is not type(None))
+        return _expected(inner)[0], True
+    origin = typing.get_origin(annotation) or annotation
+    return {Tuple: tuple, Dict: dict}.get(origin, origin), False
+
+
+def check_type(key: str, value: Any) -> None:
+    """A ``tts_conf`` value of the wrong type -> ``TypeError`` naming the key, the value and the type."""
+    fields = {f.name: f for f in dataclasses.fields(SLEDConfig) + dataclasses.fields(LossConfig)}
+    hints = {**typing.get_type_hints(SLEDConfig), **typing.get_type_hints(LossConfig)}
+    if key not in fields or key == "loss":
+        return
+    kind, optional = _expected(hints[key])
+    if value is None:
+        ok = optional
+    elif kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is tuple:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    elif kind is dict:
+        ok = isinstance(value, Mapping)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        expected = _TYPE_NAMES.get(kind, kind.__name__) + (" or null" if optional else "")
+        default = fields[key].default
+        example = "" if default is dataclasses.MISSING or default is None else f", e.g. {default!r}"
+        raise TypeError(f"tts_conf.{key} is {value!r} ({type(value).__name__}); expected {expected}{example} "
+                        "(fix it in the model's config.yaml)")
 
 
 def tts_conf_defaults() -> Dict[str, Any]:
@@ -143,4 +193,4 @@ def tts_conf_defaults() -> Dict[str, Any]:
     return defaults
 
 
-__all__ = ["LAYOUTS", "LossConfig", "SLEDConfig", "tts_conf_defaults"]
+__all__ = ["LAYOUTS", "LossConfig", "SLEDConfig", "check_type", "tts_conf_defaults"]

@@ -2,7 +2,8 @@
 
 GET  /             the web page (static/index.html)
 GET  /info         model, sample rate, latent space, streaming layout, limits, active sessions
-POST /synthesize   {"text": ..., options} -> audio/wav (16-bit mono, offline decoding)
+POST /synthesize   {"text": ..., options} -> audio/wav (16-bit mono, offline decoding); header
+                   X-Decode-Report: the decode's report (frames per text token, short pieces)
 GET  /stream       WebSocket: text pieces in, audio chunks out (see protocol.py)
 POST /v1/audio/speech, GET /v1/models, GET /v1/audio/voices: OpenAI's speech API (openai_api.py)
 Access (API key, foreign web origins): access.py.
@@ -17,6 +18,8 @@ from typing import Any, Dict, Optional
 
 from aiohttp import WSMsgType, web
 
+from espnet2_sled.decode_report import EmptyOutputError
+from espnet2_sled.fileio import limit_peak
 from espnet2_sled.serve import openai_api
 from espnet2_sled.serve.access import access_middleware
 from espnet2_sled.serve.protocol import (
@@ -103,7 +106,14 @@ async def synthesize(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER]
     try:
         try:
-            raw = await request.text()
+            # bounded: a Content-Length larger than the body sent would hold the connection forever
+            raw = await asyncio.wait_for(request.text(), scheduler.limits.idle_timeout)
+        except asyncio.TimeoutError:
+            raise RequestError("body_timeout", f"the request body did not arrive: fewer bytes than its "
+                                               f"Content-Length {request.content_length} came within "
+                                               f"{scheduler.limits.idle_timeout:g} s (--idle_timeout); send the "
+                                               "whole body with a Content-Length that matches it",
+                               POLICY_VIOLATION)
         except web.HTTPRequestEntityTooLarge:
             raise RequestError("request_too_large", f"request body is over {scheduler.limits.max_message_bytes} "
                                                     "bytes; shorten the text or the prompt", MESSAGE_TOO_BIG)
@@ -112,15 +122,25 @@ async def synthesize(request: web.Request) -> web.Response:
         job = scheduler.synthesize(text, options)  # RequestError 503 when --max_sessions are busy
         try:
             wav, compute_seconds = await asyncio.wrap_future(job)
+        except EmptyOutputError as e:  # the model stopped at once: an error, never a header-only WAV
+            raise RequestError("empty_output", str(e), INVALID_PAYLOAD)
         except (ValueError, TypeError) as e:
             raise RequestError("invalid_input", f"{type(e).__name__}: {e}", INVALID_PAYLOAD)
         except Exception as e:
             raise RequestError("synthesis_failed", f"{type(e).__name__}: {e}", INTERNAL_ERROR)
     except RequestError as e:
-        return web.json_response(e.event(), status=e.http_status)
+        response = web.json_response(e.event(), status=e.http_status)
+        if e.error == "body_timeout":
+            response.force_close()  # the rest of that body is never read
+        return response
+    # One gain for the whole utterance, as the CLI writes its WAVs (fileio.write_wav): never clipped.
+    wav, gain = limit_peak(wav.detach().float().cpu().numpy())
     pcm = pcm16(wav)
     audio_seconds = len(pcm) / 2 / scheduler.sample_rate
-    headers = {"X-Audio-Seconds": f"{audio_seconds:.4f}", "X-Compute-Seconds": f"{compute_seconds:.4f}"}
+    headers = {"X-Audio-Seconds": f"{audio_seconds:.4f}", "X-Compute-Seconds": f"{compute_seconds:.4f}",
+               "X-Peak-Gain": f"{gain:.6g}"}
+    if job.report is not None:  # frames per text token, short pieces and their warnings (ASCII JSON)
+        headers["X-Decode-Report"] = json.dumps(job.report.as_dict(), separators=(",", ":"))
     return web.Response(body=wav_bytes(pcm, scheduler.sample_rate), content_type="audio/wav", headers=headers)
 
 

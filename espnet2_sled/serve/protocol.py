@@ -168,8 +168,9 @@ def decode_prompt(value: Any, limits: Limits):
     try:
         audio, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile's errors are plain RuntimeError / LibsndfileError
+        reason = getattr(e, "error_string", None) or str(e)  # without "Error opening <_io.BytesIO object at ...>"
         raise RequestError("prompt_not_audio", f"'prompt_audio' ({len(data)} bytes) is not audio that libsndfile "
-                                               f"reads ({e}); send a WAV, FLAC or OGG file")
+                                               f"reads ({reason}); send a WAV, FLAC or OGG file")
     seconds = audio.shape[0] / sample_rate
     if audio.shape[0] == 0:
         raise RequestError("prompt_not_audio", "'prompt_audio' holds no samples; send a few seconds of speech")

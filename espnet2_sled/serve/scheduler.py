@@ -36,6 +36,7 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from espnet2_sled.decode_report import EmptyOutputError
 from espnet2_sled.serve.protocol import (
     INTERNAL_ERROR,
     INVALID_PAYLOAD,
@@ -114,15 +115,18 @@ class Scheduler:
         self._submit(lambda: self._free(stream))
 
     def synthesize(self, text: str, options: SynthesisOptions) -> Future:
-        """Whole-text offline decoding on the worker; the future holds (wav ``[S]``, compute s)."""
+        """Whole-text offline decoding on the worker; the future holds (wav ``[S]``, compute s),
+        and once done its ``report`` attribute the decode's ``DecodeReport`` (decode_report.py)."""
         self.reserve()
         future: Future = Future()
+        future.report = None
 
         def job():
             try:
                 start = time.perf_counter()
                 out = self.tts(text, prompt_text=options.prompt_text, prompt_audio=options.prompt_audio,
                                prompt_sample_rate=options.prompt_sample_rate, **options.decode_kwargs())
+                future.report = out.get("report")
                 future.set_result((out["wav"], time.perf_counter() - start))
             except BaseException as e:
                 future.set_exception(e)
@@ -208,6 +212,12 @@ class Scheduler:
         except StopIteration:
             stream.work = None  # waiting for text, or finished (all text read, or the stop head fired early)
             if stream.text_ended or stream.session.stopped_early:
+                if not stream.text_ended and hasattr(stream.session, "finish_early"):
+                    try:  # its report, as at the end of the text: no frames at all is an error
+                        stream.session.finish_early()
+                    except Exception as e:
+                        self._fail(stream, e)
+                        return
                 self._finish(stream)
             return
         except Exception as e:
@@ -235,6 +245,9 @@ class Scheduler:
             "elapsed_seconds": time.perf_counter() - stream.started,
             "stopped_early": bool(stream.session.stopped_early),
         }
+        report = getattr(stream.session, "report", None)
+        if report is not None:  # frames per text token, short pieces and their warnings (decode_report.py)
+            event["report"] = report.as_dict()
         self._free(stream)
         self.served += 1
         stream.emit(event, None)
@@ -243,6 +256,8 @@ class Scheduler:
         # ValueError / TypeError: the API rejected this input; anything else: the model failed
         code, kind = (INVALID_PAYLOAD, "invalid_input") if isinstance(error, (ValueError, TypeError)) \
             else (INTERNAL_ERROR, "synthesis_failed")
+        if isinstance(error, EmptyOutputError):
+            kind = "empty_output"  # the model stopped at once: no audio (decode_report.py)
         self._free(stream)
         stream.emit(RequestError(kind, f"{type(error).__name__}: {error}", code).event(), None)
 

@@ -22,8 +22,27 @@ from espnet2_sled.text_frontend import CLEANER
 from espnet2_sled.upstream.tokenizer import BYTE_BPE
 
 
+class LongTextWarningOnce(logging.Filter):
+    """ESPnet's preprocessor warns "The length of the text output exceeds 500, which may cause
+    OOM on the GPU" on every text of 500+ tokens: a long text is tokenized once per piece and
+    per fit test, so one text printed it 4-6 times. Said once per process here (ESPnet's
+    code is left alone; the filter is on the root logger only while our preprocessor runs)."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("The length of the text output exceeds 500"):
+            return True
+        if LongTextWarningOnce.said:
+            return False
+        LongTextWarningOnce.said = True
+        return True
+
+
 class SLEDInputCheck:
     """Wraps ESPnet's preprocessor; rejects bad utterances by name at load time."""
+
+    long_text_once = LongTextWarningOnce()
 
     def __init__(self, inner: Optional[Callable], odim: Optional[int], max_positions: int):
         self.inner, self.odim, self.max_positions = inner, odim, max_positions
@@ -33,7 +52,12 @@ class SLEDInputCheck:
         if isinstance(raw_text, str) and not raw_text.strip():
             raise ValueError(f"text is empty for utterance '{uid}'")
         if self.inner is not None:
-            data = self.inner(uid, data)
+            root = logging.getLogger()
+            root.addFilter(self.long_text_once)
+            try:
+                data = self.inner(uid, data)
+            finally:
+                root.removeFilter(self.long_text_once)
         text, speech = data.get("text"), data.get("speech")
         if text is not None and len(text) == 0:
             raise ValueError(f"text is empty after tokenization for utterance '{uid}' (text: {raw_text!r})")
@@ -81,6 +105,13 @@ class SLEDTask(TTSTask):
     trainer = SLEDTrainer
     _building_from_checkpoint = False
     _init_param: List[str] = []
+
+    @classmethod
+    def get_parser(cls):
+        """ESPnet's parser, refusing options shortened to a prefix (``--max_epo 3`` is an error)."""
+        parser = super().get_parser()
+        parser.allow_abbrev = False
+        return parser
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):

@@ -211,6 +211,7 @@ def eager_stopper(tmp_path_factory):
 
 
 def test_streaming_early_stop_warns_with_token_counts(eager_stopper):
+    from espnet2_sled.decode_report import EmptyOutputError
     from espnet2_sled.long_text import EarlyStopWarning
 
     _, exp = eager_stopper
@@ -219,10 +220,14 @@ def test_streaming_early_stop_warns_with_token_counts(eager_stopper):
     t2s = SLEDText2Speech(exp / "config.yaml", exp / "eager.pth", stop_threshold=0.5)
     total, first_read = len(t2s.tokenize(TEXT)) + 2, t2s.tts.tokens_per_chunk  # <s> text </s>
     session = t2s.stream(seed=0)
-    with pytest.warns(EarlyStopWarning, match=f"stopped after reading {first_read} of {total} text tokens"):
-        chunks = list(session.push_text(TEXT)) + list(session.end_text())
+    # the stop frame is dropped: no frames at all, an error (issue #21) after the early-stop warning
+    with pytest.raises(EmptyOutputError, match=re.escape(f"streamed text {TEXT!r}: the model produced no audio")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            list(session.push_text(TEXT)) + list(session.end_text())
+    assert any(issubclass(w.category, EarlyStopWarning) and
+               f"stopped after reading {first_read} of {total} text tokens" in str(w.message) for w in caught)
     assert session.stopped_early and (session.tokens_read, session.tokens_total) == (first_read, total)
-    assert sum(c.frames.shape[0] for c in chunks) == 0  # the stop frame is dropped
     late = t2s.stream(seed=0, allow_early_stop=False, max_frames=40)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EarlyStopWarning)
@@ -234,10 +239,14 @@ def test_cli_logs_the_early_stop_beside_the_utterance(eager_stopper, tmp_path, c
     root, exp = eager_stopper
     text = tmp_path / "text"
     text.write_text(f"u1 {TEXT}\n")
-    cli(exp, tmp_path / "out", text, "--streaming", "true", "--stop_threshold", "0.5", model_file="eager.pth")
+    with pytest.raises(SystemExit) as exit_info:  # no frames: no output for u1, exit 1 (issue #21)
+        cli(exp, tmp_path / "out", text, "--streaming", "true", "--stop_threshold", "0.5", model_file="eager.pth")
+    assert exit_info.value.code == 1
     assert re.search(r"u1: streaming piece 1: the model stopped after reading \d+ of 25 text tokens", caplog.text)
+    assert "u1: streamed text 'the cat sat on the mat.': the model produced no audio" in caplog.text
     timing = json.loads((tmp_path / "out/timing.jsonl").read_text())
-    assert timing["stopped_early"] and timing["tokens_read"] < timing["tokens_total"] == 25
+    assert timing["error"] == "empty_output" and not list((tmp_path / "out/wav").glob("*.wav"))
+    assert timing["report"]["tokens_read"] < timing["report"]["text_tokens"] == 23  # <s> and </s> not counted
 
 
 # ---------------------------------------------------------------- item 11: peaks

@@ -94,7 +94,8 @@ def test_output_at_the_position_limit_warns(offline_exp):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CutOffWarning)
         t2s(TINY, seed=0, max_frames=5)  # the user's cap is not a cut-off
-        load(exp, stop_threshold=0.0, max_positions=64)(TINY, seed=0)  # stopped by the stop head
+        # stopped by the stop head (at its first frame, kept: no frame at all is an error, issue #21)
+        load(exp, stop_threshold=0.0, max_positions=64)(TINY, seed=0, keep_stop_frame=True)
 
 
 def test_cli_decodes_long_and_short_lines_in_one_batch(offline_exp, tmp_path, caplog):

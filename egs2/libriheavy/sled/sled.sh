@@ -392,6 +392,10 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
             "${stats_dir}/${name}/text_shape" "${stats_dir}/${name}/speech_shape" \
             "${stats_dir}/${name}/text_shape.${token_type}" "${stats_dir}/${name}/speech_shape.filtered"
     done
+    # Frames per text token of the training data: stored with the model (tts_conf) so that
+    # decoding can name output implausibly short for its text (espnet2_sled/decode_report.py).
+    run ${python} local/frames_per_token.py "${stats_dir}/train/text_shape.${token_type}" \
+        "${stats_dir}/train/speech_shape.filtered" "${stats_dir}/train/frames_per_token.json"
 fi
 
 # Options shared by training and fine-tuning: the data, and the length-filtered shape files.
@@ -409,6 +413,11 @@ train_data_opts() {
 # attached to the model, so that decoding produces audio and encodes voice prompts.
 latent_model_opts() {
     ${python} local/latent_model_opts.py "${latent_dir}/${train_set}/latent.yaml" "${latent_weights}"
+}
+
+# tts_conf.min_frames_per_token from stage 4's frames_per_token.json (nothing if it is missing).
+frames_per_token_opts() {
+    ${python} local/frames_per_token.py --opts "${stats_dir}/train/frames_per_token.json"
 }
 
 train_one() {  # train_one EXP_DIR CONFIG EXTRA_ARGS...
@@ -429,6 +438,7 @@ train_one() {  # train_one EXP_DIR CONFIG EXTRA_ARGS...
             --config "${config}" \
             $(train_data_opts) \
             $(latent_model_opts) \
+            $(frames_per_token_opts) \
             --resume true \
             --output_dir "${exp}" \
             "$@"
@@ -571,6 +581,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                     --model_file "${exp}/${inference_model}" \
                     --output_dir "${out}/logdir/output.JOB" \
                     --seed "${seed}" \
+                    --allow_empty_output true \
                     "${config_opts[@]}" "${set_opts[@]}" ${inference_args}
             run ${python} local/merge_decode.py --nj "${_nj}" --keys "${keys}" "${out}"
         done
