@@ -3,6 +3,7 @@
 import asyncio
 from typing import List
 
+import pytest
 from served import TIMEOUT, run, sine_prompt
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -10,6 +11,7 @@ from wyoming.error import Error
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice
 
+from espnet2_sled.decode_report import EmptyOutputError
 from espnet2_sled.serve.protocol import pcm16
 
 TEXT = "the cat sat on the mat."
@@ -57,11 +59,23 @@ def test_info_lists_the_voices(protocol_server):
 
 
 def test_synthesize_equals_the_in_process_api(protocol_server, synthesizer):
-    """The whole text in one ``synthesize``, voice 'hum' (Wyoming has no seed: the server's --default_seed 0)."""
+    """The whole text in one ``synthesize`` (Wyoming has no seed: the server's --default_seed 0)."""
+    events = run(exchange(protocol_server.wyoming_port, [Synthesize(text=TEXT)], "audio-stop"))
+    expected = in_process(synthesizer, [TEXT], seed=0)
+    assert len(expected) > 0 and audio_of(events) == expected
+
+
+def test_synthesize_with_a_named_voice_uses_its_prompt(protocol_server, synthesizer):
+    """Voice 'hum': the one-step model stops at once after that prompt, in process and served
+    alike, and the served answer says so (an ``empty_output`` error naming the fixes), never
+    an empty success."""
+    hum, sample_rate, _ = sine_prompt()
+    with pytest.raises(EmptyOutputError):
+        in_process(synthesizer, [TEXT], voice=(hum[None], sample_rate, "a low hum."), seed=0)
     voice = SynthesizeVoice(name="hum")
     events = run(exchange(protocol_server.wyoming_port, [Synthesize(text=TEXT, voice=voice)], "audio-stop"))
-    hum, sample_rate, _ = sine_prompt()
-    assert audio_of(events) == in_process(synthesizer, [TEXT], voice=(hum[None], sample_rate, "a low hum."), seed=0)
+    error = Error.from_event(events[-1])
+    assert error.code == "empty_output" and "another voice prompt" in error.text, error
 
 
 def test_streaming_events_equal_the_in_process_api(protocol_server, synthesizer):
