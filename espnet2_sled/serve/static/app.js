@@ -82,6 +82,9 @@ function readPrompt() {
 
 async function speak() {
   if (socket) socket.close();
+  // Busy at once, before the first await: the state of the previous run ("done") must not
+  // be read as this run's (a second click in the browser test read the old "done").
+  setState("streaming", "starting");
   // created on the click (a user gesture), so browsers let it play
   audioContext = audioContext || new AudioContext();
   await audioContext.resume();
