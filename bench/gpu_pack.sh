@@ -9,7 +9,7 @@
 #    list, cleaner, g2p, latent space); the pack carries it, and checkpoints trained from the
 #    pack unpack into exp dirs the recipe decodes;
 # 3. the pack, dump_long/gpu_pack/long.pack (ignored by git; it travels with the `run` tool's
-#    carry): token ids and 8-bit latents of train / dev / test (bench/latent_pack.py), then
+#    carry): token ids and 6-bit latents (a scale per utterance) of train / dev / test (bench/latent_pack.py), then
 #    its round-trip check against the recipe's latents.
 # OMP_NUM_THREADS defaults to 1 here (a shared machine); nice it yourself if others work on it.
 set -euo pipefail

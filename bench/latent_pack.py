@@ -5,9 +5,10 @@ A pack holds, per set (train / dev / test), the keys, sentences, token ids (made
 the exp's own tokenizer: the GPU machine has no ESPnet and no espeak-ng) and the latents,
 plus the ESPnet ``config.yaml`` of a template exp trained on the same data (token list,
 latent space, tts_conf), so a model trained from the pack unpacks into an exp dir the recipe
-decodes. Latents (log-mel, ``[T, D]``) are stored as 8 bits per value with a scale per
-utterance: ``q = round((x - lo) / step)``, ``step = (max - min) / 255``, so every value comes
-back within ``step / 2`` of the original (``MAX_ERROR_OF_STEP``; the tests hold this). The
+decodes. Latents (log-mel, ``[T, D]``) are stored as one code per value with a scale per
+utterance: ``q = round((x - lo) / step)``, ``step = (max - min) / levels`` (``LEVELS``, 63 by
+default: 6 bits; ``--levels`` up to 255), so every value comes back within ``step / 2`` of the
+original (``MAX_ERROR_OF_STEP``; the tests hold this). The
 codes are delta-coded along time (stacked mel frames first split back into their
 ``split`` sub-frames, so neighbours are 13 ms apart) and compressed with lzma.
 
@@ -27,24 +28,27 @@ from typing import Dict, List
 
 import torch
 
-VERSION = 1
-LEVELS = 255
+VERSION = 2
+LEVELS = 63  # codes 0..63 (6 bits): ~37 MiB for the long corpus; 255 levels would take ~56 MiB
 MAX_ERROR_OF_STEP = 0.5  # |unpacked - original| <= step / 2 (+ float32 rounding)
 SETS = ("train", "dev", "test")
 
 
 # ---------------------------------------------------------------- the format (torch + lzma)
-def quantize(feats: torch.Tensor):
-    """feats ``[T, D]`` -> (codes uint8 ``[T, D]``, lo, step): 8 bits over the utterance's own range."""
-    feats = feats.float()
+def quantize(feats: torch.Tensor, levels: int = LEVELS):
+    """feats ``[T, D]`` -> (codes uint8 ``[T, D]`` in 0..levels, lo, step): ``levels`` steps over
+    the utterance's own range."""
+    if not 1 <= levels <= 255:
+        raise ValueError(f"levels must lie in 1..255 (codes are one byte), got {levels}")
+    feats = feats.double()
     lo, hi = float(feats.min()), float(feats.max())
-    step = max(hi - lo, 1e-6) / LEVELS
-    codes = ((feats - lo) / step).round().clamp(0, LEVELS).to(torch.uint8)
+    step = max(hi - lo, 1e-6) / levels
+    codes = ((feats - lo) / step).round().clamp(0, levels).to(torch.uint8)
     return codes, lo, step
 
 
-def encode_latents(latents: List[torch.Tensor], split: int = 1) -> Dict:
-    """Latents ``[[T_i, D]]`` -> {lengths, dim, split, lo, step, blob (lzma bytes)}."""
+def encode_latents(latents: List[torch.Tensor], split: int = 1, levels: int = LEVELS) -> Dict:
+    """Latents ``[[T_i, D]]`` -> {lengths, dim, split, levels, lo, step, blob (lzma bytes as uint8 [n])}."""
     dim = int(latents[0].shape[1])
     if dim % split:
         raise ValueError(f"latent dim {dim} is not a multiple of split {split}")
@@ -52,21 +56,30 @@ def encode_latents(latents: List[torch.Tensor], split: int = 1) -> Dict:
     for x in latents:
         if x.dim() != 2 or x.shape[1] != dim:
             raise ValueError(f"latents must all be [T, {dim}], got {tuple(x.shape)}")
-        c, low, s = quantize(x)
+        c, low, s = quantize(x, levels)
         fine = c.reshape(-1, dim // split).to(torch.int16)  # [T * split, D / split]
         delta = torch.diff(fine, dim=0, prepend=torch.zeros_like(fine[:1])) % 256
         codes.append(delta.to(torch.uint8).T.contiguous().flatten())  # band-major: a band's series together
         lo.append(low)
         step.append(s)
     blob = lzma.compress(torch.cat(codes).numpy().tobytes(), preset=6)
-    return dict(lengths=torch.tensor([len(x) for x in latents]), dim=dim, split=split,
-                lo=torch.tensor(lo, dtype=torch.float64), step=torch.tensor(step, dtype=torch.float64), blob=blob)
+    # a tensor, not bytes: torch.save pickles bytes as text (1.5x larger)
+    return dict(lengths=torch.tensor([len(x) for x in latents]), dim=dim, split=split, levels=levels,
+                lo=torch.tensor(lo, dtype=torch.float64), step=torch.tensor(step, dtype=torch.float64),
+                blob=torch.frombuffer(bytearray(blob), dtype=torch.uint8))
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    try:
+        return t.numpy().tobytes()
+    except RuntimeError:  # torch without numpy (a bare GPU image)
+        return bytes(t.tolist())
 
 
 def decode_latents(packed: Dict, device="cpu") -> List[torch.Tensor]:
     """The inverse of ``encode_latents``: fp32 latents ``[[T_i, D]]`` on ``device``."""
     dim, split = packed["dim"], packed["split"]
-    flat = torch.frombuffer(bytearray(lzma.decompress(packed["blob"])), dtype=torch.uint8).to(device)
+    flat = torch.frombuffer(bytearray(lzma.decompress(tensor_bytes(packed["blob"]))), dtype=torch.uint8).to(device)
     out, offset = [], 0
     for n, lo, step in zip(packed["lengths"].tolist(), packed["lo"].tolist(), packed["step"].tolist()):
         size = n * dim
@@ -98,14 +111,15 @@ def load_pack(path: Path) -> Dict:
     return pack
 
 
-def make_pack(config: Dict, sets: Dict[str, List[Dict]], frame_rate: float, split: int = 1) -> Dict:
+def make_pack(config: Dict, sets: Dict[str, List[Dict]], frame_rate: float, split: int = 1,
+              levels: int = LEVELS) -> Dict:
     """sets {name: [{key, sentence, ids [N] int, feats [T, D]}]} -> the pack dict; ``frame_rate``:
     latent frames per second."""
     out = dict(version=VERSION, config=config, frame_rate=float(frame_rate), sets={})
     for name, rows in sets.items():
         out["sets"][name] = dict(keys=[r["key"] for r in rows], sentences=[r["sentence"] for r in rows],
                                  ids=[torch.as_tensor(r["ids"]).to(torch.int16) for r in rows],
-                                 latents=encode_latents([torch.as_tensor(r["feats"]) for r in rows], split))
+                                 latents=encode_latents([torch.as_tensor(r["feats"]) for r in rows], split, levels))
     return out
 
 
@@ -134,7 +148,7 @@ def make(args):
         rows, dropped = [], 0
         for key in sorted(k for k in texts if k in feats):
             ids = t2s.tokenize(texts[key], name=key, warn=False)
-            x = torch.as_tensor(feats[key])
+            x = torch.tensor(feats[key])
             if len(ids) + 2 + len(x) > max_positions:  # what training would refuse (stage 4's filter)
                 dropped += 1
                 continue
@@ -143,7 +157,7 @@ def make(args):
         print(f"{name} ({data_dir}): {len(rows)} utterances, {sum(len(r['feats']) for r in rows)} frames, "
               f"{dropped} over {max_positions} positions left out", flush=True)
     split = int((config["tts_conf"].get("latent_conf") or {}).get("stack", 1))
-    pack = make_pack(config, sets, t2s.fs / t2s.tts.latent_space.hop_length, split)
+    pack = make_pack(config, sets, t2s.fs / t2s.tts.latent_space.hop_length, split, args.levels)
     save_pack(args.out, pack)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) in {time.time() - t0:.0f} s")
 
@@ -180,6 +194,7 @@ def main():
                            help="an exp trained on these sets: its config.yaml and tokenizer")
             p.add_argument("--model", default="valid.loss.best.pth")
             p.add_argument("--out", type=Path, required=True)
+            p.add_argument("--levels", type=int, default=LEVELS, help="quantization steps per utterance's range")
         else:
             p.add_argument("--pack", type=Path, required=True)
     args = parser.parse_args()
