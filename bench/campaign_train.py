@@ -110,6 +110,8 @@ def main():
     from espnet2_sled.tts.sled import SLED
 
     device = torch.device(args.device)
+    for folder in (args.out.parent, args.curve.parent):
+        folder.mkdir(parents=True, exist_ok=True)
     pack = load_pack(args.pack)
     config = apply_overrides(pack["config"], overrides)
     train, test = load_set(pack, "train", device), load_set(pack, "test", device)

@@ -26,16 +26,16 @@
 # Back on the CPU, one command per checkpoint (README of the recipe, "The GPU campaign"):
 #   cd egs2/libriheavy/sled && python ../../../bench/campaign_score.py --ckpt <files_at>/small.pth --name gpu_small
 #
-# Environment: OUT (required), CAMPAIGN_SECONDS (520), PACK, PYTHON (python), DECODE_SECONDS (180);
-# DRY_RUN=1: the CI check on the CPU (no decode rows, a few updates of each configuration on
-# the first 8 training utterances, a learning-curve row after every update).
+# Environment: OUT (required), CAMPAIGN_SECONDS (520), PACK, PYTHON (python, else python3), DECODE_SECONDS (180);
+# DRY_RUN=1: the CI check on the CPU (no decode rows, 3 updates of each configuration on the
+# first 8 training utterances, bf16 autocast on the CPU, a learning-curve row after every update).
 set -uo pipefail  # no -e: one part failing must not cost the others their results
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder the results go to}"
 budget=${CAMPAIGN_SECONDS:-520}
 decode_budget=${DECODE_SECONDS:-180}
 pack=${PACK:-egs2/libriheavy/sled/dump_long/gpu_pack/long.pack}
-py=${PYTHON:-python}
+py=${PYTHON:-$(command -v python || command -v python3)}
 dry=${DRY_RUN:-0}
 start=$(date +%s)
 mkdir -p "$OUT"
@@ -50,7 +50,7 @@ if [ ! -f "$pack" ]; then
 fi
 if [ "$dry" = 1 ]; then
     device=cpu
-    train_opts=(--device cpu --max_updates 3 --max_train_utts 8 --eval_every_s 0)
+    train_opts=(--device cpu --bf16 --max_updates 3 --max_train_utts 8 --eval_every_s 0)
 else
     device=cuda
     train_opts=(--bf16 --eval_every_s 60)

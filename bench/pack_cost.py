@@ -72,7 +72,8 @@ def main():
             path = folder / f"{key}.wav"
             sf.write(path, t2s.tts.frames_to_wav(x).numpy(), t2s.fs)
             wavs[key] = (str(path), 0.0, None)
-        wers[name] = scoring.score(wavs, {k: texts[k] for k in keys}, metrics=("wer",), progress=False)[0]["wer"]["value"]
+        summary, _ = scoring.score(wavs, {k: texts[k] for k in keys}, metrics=("wer",), progress=False)
+        wers[name] = summary["wer"]["value"]
     segments = args.data / "segments"
     audio = scoring.read_audio_table(args.data / "wav.scp", segments=segments if segments.exists() else None)
     recorded = scoring.score({k: audio[k] for k in keys}, {k: texts[k] for k in keys}, metrics=("wer",),
