@@ -46,7 +46,7 @@ def main():
     packed = pack["sets"][args.set]
     texts, feats = read_set(args.data, args.latents)
     keys = packed["keys"]
-    original = [torch.as_tensor(feats[k]).float() for k in keys]
+    original = [torch.tensor(feats[k]).float() for k in keys]
     restored = decode_latents(packed["latents"])
     diffs = torch.cat([(a - b).abs().flatten() for a, b in zip(restored, original)])
     steps = packed["latents"]["step"]
