@@ -17,7 +17,7 @@
 #   wide             dim 320, 5 heads (7.0 M parameters; fp16 checkpoint 14 MB), frame_drop 0.5
 #
 # The exact call with the `run` tool (the pack made first here by bench/gpu_pack.sh; it travels
-# as an ignored path, ~35 MiB):
+# as an ignored path, 37.4 MiB):
 #   run(command="bash bench/gpu_campaign.sh", carry=["egs2/libriheavy/sled/dump_long/gpu_pack"],
 #       timeout_s=560)
 # The campaign ends by itself at CAMPAIGN_SECONDS=520 (8.7 min); timeout_s 560 is the backstop.
