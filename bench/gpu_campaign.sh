@@ -26,7 +26,8 @@
 # Back on the CPU, one command per checkpoint (README of the recipe, "The GPU campaign"):
 #   cd egs2/libriheavy/sled && python ../../../bench/campaign_score.py --ckpt <files_at>/small.pth --name gpu_small
 #
-# Environment: OUT (required), CAMPAIGN_SECONDS (520), PACK, PYTHON (python, else python3), DECODE_SECONDS (180);
+# Environment: OUT (required), CAMPAIGN_SECONDS (520), PACK, PYTHON (python, else python3), DECODE_SECONDS (180),
+# BATCH_BINS (1600000);
 # DRY_RUN=1: the CI check on the CPU (no decode rows, 3 updates of each configuration on the
 # first 8 training utterances, bf16 autocast on the CPU, a learning-curve row after every update).
 set -uo pipefail  # no -e: one part failing must not cost the others their results
@@ -89,7 +90,7 @@ if [ "$train_seconds" -lt 90 ]; then
     exit 0
 fi
 minutes=$(awk -v s="$train_seconds" 'BEGIN { printf "%.2f", (s - 45) / 60 }')  # 45 s: start-up, last row
-bins=1600000
+bins=${BATCH_BINS:-1600000}  # a guess (no GPU run yet): the GPU-use samples in campaign.log say whether to raise it
 # the long run's peak and floor learning rates, its 200-update warm-up, the decay over 5000 updates
 schedule="batch_bins=${bins} warmup_steps_list=[0,200,5000] warmup_lr_list=[0.0,0.002,0.0002]"
 declare -A configs=(
