@@ -125,3 +125,18 @@ def test_campaign_dry_run_then_score_on_the_cpu(tmp_path):
     assert len(list((results / "gpu_fd_audio").glob("*.flac"))) == 2
     config = yaml.safe_load((tmp_path / "exp" / "gpu_fd" / "config.yaml").read_text())
     assert config["tts_conf"]["frame_drop"] == 0.5 and config["token_list"][0] == "<blank>"
+
+
+def test_bad_inputs_are_named_with_the_fix(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path / "OUT"), PACK=str(tmp_path / "none.pack"), DRY_RUN="1")
+    r = subprocess.run(["bash", str(BENCH / "gpu_campaign.sh")], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and f"no pack at {tmp_path / 'none.pack'}: make it with bench/gpu_pack.sh" in r.stdout
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "text").write_text("u1 hello\n")
+    (tmp_path / "feats.scp").write_text("")
+    torch.save({"tts.x": torch.zeros(1)}, tmp_path / "model.pth")  # an ESPnet model file, not a campaign checkpoint
+    r = subprocess.run([sys.executable, str(BENCH / "campaign_score.py"), "--ckpt", str(tmp_path / "model.pth"),
+                        "--name", "x", "--exp_root", str(tmp_path / "exp"), "--data", str(tmp_path / "data"),
+                        "--latents", str(tmp_path / "feats.scp")], capture_output=True, text=True, cwd=RECIPE)
+    assert r.returncode == 1 and "is not a campaign checkpoint" in r.stderr and "campaign_train.py" in r.stderr
+    assert not (tmp_path / "exp").exists()  # nothing half-written
