@@ -130,6 +130,8 @@ def main():
     parser.add_argument("--has_row", type=int, default=None, help="only check: exit 0 iff this epoch has a row")
     parser.add_argument("--epoch", type=int, help="the epoch latest.pth holds")
     parser.add_argument("--model", default="latest.pth")
+    parser.add_argument("--updates", type=int, default=None,
+                        help="the model's update count (default: the trainer's, from <exp>/checkpoint.pth)")
     parser.add_argument("--data", type=Path, help="test data dir (text, wav.scp, segments)")
     parser.add_argument("--latents", type=Path, help="test latents feats.scp")
     parser.add_argument("--max_utts", type=int, default=0, help="decode this many utterances (0: all)")
@@ -217,7 +219,7 @@ def main():
         gt = dict(keys=decode, wer=wer_of({k: audio[k] for k in decode}, decode_texts))
         gt_file.write_text(json.dumps(gt))
 
-    updates = trained_updates(args.exp, args.epoch)
+    updates = trained_updates(args.exp, args.epoch) if args.updates is None else args.updates
     row = dict(epoch=args.epoch, updates=updates, ed_own=f"{ed_own:.4f}",
                ed_other=f"{ed_other:.4f}", ed_none=f"{ed_none:.4f}", wer=f"{wer:.4f}",
                wer_groundtruth=f"{gt['wer']:.4f}", frames_ratio=f"{generated / max(reference, 1):.3f}",
