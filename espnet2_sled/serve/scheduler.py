@@ -1,7 +1,7 @@
 """One model, many clients: a worker thread that advances the ready sessions round-robin.
 
 Every session is a ``StreamingSession`` from ``SLEDText2Speech.stream()`` (through the
-server's handle, ``served_model.py``) -- the same decode loop as in-process streaming, so a
+server's interface to it, ``served_model.py``) -- the same decode loop as in-process streaming, so a
 served stream equals ``stream()`` sample for sample. The worker owns the model: all model
 work (prompt encoding, decode steps, latent decoding) runs on its thread, never on the event
 loop, which only parses messages and moves bytes. The worker starts at ``start()`` (or on

@@ -1,4 +1,4 @@
-"""What the server needs of a model, in one typed handle: its sample rate, its fixed facts
+"""What the server needs of a model, in one typed interface: its sample rate, its fixed facts
 (for /info) and option limits, a streaming session, a whole-text synthesis.
 
 ``ServedModel`` is the one place under ``serve/`` that knows ``SLEDText2Speech``'s insides
