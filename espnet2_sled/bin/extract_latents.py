@@ -177,8 +177,8 @@ def write_latent_yaml(output_dir: Path, name: str, conf: dict, space) -> None:
     info = {"latent": name, "latent_conf": {k: (str(v) if isinstance(v, Path) else v) for k, v in conf.items()},
             "latent_dim": int(space.latent_dim), "sample_rate": int(space.sample_rate),
             "hop_length": int(space.hop_length), "frame_rate": float(space.frame_rate)}
-    if hasattr(space, "weights_source"):
-        info["weights_source"] = space.weights_source
+    if hasattr(space, "provenance"):
+        info["weights_source"] = space.provenance.loaded_from
     tmp = output_dir / f"latent.yaml.{os.getpid()}.tmp"
     tmp.write_text(yaml.safe_dump(info, sort_keys=False))
     os.replace(tmp, output_dir / "latent.yaml")

@@ -104,8 +104,10 @@ async def serve(args) -> None:
     from aiohttp import web
 
     from espnet2_sled.serve.app import build_app
+    from espnet2_sled.serve.served_model import ServedModel
 
-    tts = load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir)
+    model_name = Path(args.model_file).name
+    model = ServedModel(load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir), model_name)
     limits = Limits(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout,
                     max_text_chars=args.max_text_chars, max_prompt_seconds=args.max_prompt_seconds)
     from espnet2_sled.serve.app import SCHEDULER
@@ -116,8 +118,7 @@ async def serve(args) -> None:
     if not args.api_key and not is_loopback(args.host):
         logging.warning("serving on %s without an API key: anyone who can reach this address can use the model; "
                         "pass --api_key (or set SLED_API_KEY)", args.host)
-    model_name = Path(args.model_file).name
-    app = build_app(tts, limits, model_name=model_name, voices=voices, api_key=args.api_key,
+    app = build_app(model, limits, voices=voices, api_key=args.api_key,
                     allow_origins=args.allow_origin, loopback_only=is_loopback(args.host))
     runner = web.AppRunner(app)
     await runner.setup()

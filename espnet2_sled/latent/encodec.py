@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .audio import as_batch
 from .base import LatentSpace, StreamingLatentDecoder
+from .provenance import CodecWeights, mark_loaded_by_state_dict
 from .quantizer import ResidualCodebooks
 from .seanet import SEANetDecoder, SEANetEncoder
 from .weights import assign_section, codebooks_from, find_cached_weights, group_section, randomize, read_weights
@@ -40,6 +41,8 @@ class EncodecLatent(LatentSpace):
             ``"random"`` (deterministic random weights, for tests and plumbing runs only), or
             ``"deferred"`` (zeros until ``load_state_dict`` fills them, e.g. from a SLED
             checkpoint; using it before that raises).
+        defer: record ``weights`` in ``self.provenance`` but read them only at
+            ``load_weights()`` (SLED builds its codec so: a checkpoint usually fills it).
         num_codebooks: RVQ levels summed into the latent (8 = 6 kbps, what SLED uses).
         decoder_padding: ``"replicate"`` (streamable, default) or ``"reflect"`` (upstream).
     """
@@ -53,7 +56,7 @@ class EncodecLatent(LatentSpace):
     min_batch_frames = 7
 
     def __init__(self, weights: Union[str, Path, None] = None, num_codebooks: int = 8,
-                 decoder_padding: str = "replicate"):
+                 decoder_padding: str = "replicate", defer: bool = False):
         super().__init__()
         if decoder_padding not in ("replicate", "reflect"):
             raise ValueError(f"decoder_padding={decoder_padding!r}; expected 'replicate' or 'reflect'")
@@ -61,21 +64,27 @@ class EncodecLatent(LatentSpace):
         self.quantizer = ResidualCodebooks(num_codebooks, 1024, self.latent_dim)
         self.decoder = SEANetDecoder(self.latent_dim, pad_mode=decoder_padding)
         self.requires_grad_(False)
-        self.weights_source = self._load(weights)
-        self._deferred = self.weights_source == "deferred"
-        self.register_load_state_dict_post_hook(_mark_loaded)
+        self.provenance = CodecWeights(source=None if weights is None else str(weights))
+        if weights != "deferred" and not defer:
+            self.load_weights()
+        self.register_load_state_dict_post_hook(mark_loaded_by_state_dict)
         self.eval()
 
     # ------------------------------------------------------------------ weights
-    def _load(self, weights: Union[str, Path, None]) -> str:
+    def load_weights(self) -> None:
+        """Fill the weights from ``provenance.source`` (a file, the caches, or random ones)."""
+        self.provenance.loaded_from = self._read(self.provenance.source)
+
+    def _read(self, weights: Optional[str]) -> str:
+        if weights == "deferred":
+            raise ValueError("latent_conf.weights is 'deferred': "
+                             "this config can only load a checkpoint that holds the codec")
         if weights == "random":
             randomize(self, RANDOM_CODEBOOK_SCALES)
             with torch.no_grad():  # bring random "audio" to a waveform's scale (std ~0.1, not ~20)
                 self.decoder.layers[-1].weight.mul_(RANDOM_DECODER_GAIN)
                 self.decoder.layers[-1].bias.mul_(RANDOM_DECODER_GAIN)
             return "random"
-        if weights == "deferred":
-            return "deferred"
         path = Path(weights) if weights is not None else find_cached_weights()
         state = read_weights(path)
         source = f"'{path}'"
@@ -85,15 +94,10 @@ class EncodecLatent(LatentSpace):
             self.quantizer.codebooks.copy_(codebooks_from(state, self.quantizer.codebooks.shape[0], source))
         return str(path)
 
-    def _check_ready(self) -> None:
-        if self._deferred:
-            raise RuntimeError("EncodecLatent(weights='deferred') was used before load_state_dict; "
-                               "load a checkpoint first or pass weights=PATH / 'random'")
-
     # ------------------------------------------------------------------ encode
     def encode_codes(self, audio: torch.Tensor, sample_rate: Optional[int] = None) -> torch.Tensor:
         """audio ``[S]`` / ``[B, S]`` / ``[B, C, S]`` -> RVQ codes ``LongTensor [B, K, T]``."""
-        self._check_ready()
+        self.provenance.check_loaded()
         audio = as_batch(audio, sample_rate or self.sample_rate, self.sample_rate)
         # zero-pad to whole frames, as upstream's batched feature extractor effectively did:
         # the causal encoder then gives each utterance the same latents alone or in a batch
@@ -114,7 +118,7 @@ class EncodecLatent(LatentSpace):
     # ------------------------------------------------------------------ decode
     def decode(self, frames: torch.Tensor) -> torch.Tensor:
         """frames ``[B, T, 128]`` -> audio ``[B, T * 320]`` fp32 at 24 kHz."""
-        self._check_ready()
+        self.provenance.check_loaded()
         _check_frames(frames, self.latent_dim)
         with torch.autocast(frames.device.type, enabled=False), torch.no_grad():
             return self.decoder(frames.float().transpose(1, 2))[:, 0]
@@ -124,7 +128,7 @@ class EncodecLatent(LatentSpace):
 
         It always pads the stream's start by replication, so its output equals ``decode``
         for ``decoder_padding="replicate"`` (the default), not for ``"reflect"``."""
-        self._check_ready()
+        self.provenance.check_loaded()
         return EncodecStreamingDecoder(self, batch_size)
 
 
@@ -151,10 +155,6 @@ class EncodecStreamingDecoder(StreamingLatentDecoder):
             audio = self.latent.decoder.step(frames.float().transpose(1, 2), self.cache)
         self.frames_pushed += frames.shape[1]
         return audio[:, 0]
-
-
-def _mark_loaded(module: EncodecLatent, incompatible_keys) -> None:
-    module._deferred = False
 
 
 def _check_frames(frames: torch.Tensor, dim: int) -> None:

@@ -1,7 +1,8 @@
 """The synthesis server: ``python -m espnet2_sled.bin.serve --model_file exp/sled/sled.zip``.
 
 protocol.py   what clients send and get back: messages, options, close codes, 16-bit PCM
-scheduler.py  one model worker thread; sessions advanced round-robin, a chunk at a time
+served_model.py  the model as the server sees it: sample rate, /info facts, stream, synthesize
+scheduler.py  one model worker thread (started with the app); sessions advanced round-robin
 app.py        the aiohttp routes: ``/`` (web page), ``/stream`` (WebSocket), ``/synthesize``
               (whole text -> WAV), ``/info`` (model, limits, active sessions)
 openai_api.py OpenAI's ``/v1/audio/speech``, ``/v1/models``, ``/v1/audio/voices``

@@ -11,6 +11,7 @@ Access (API key, foreign web origins): access.py.
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from espnet2_sled.serve.protocol import (
     wav_bytes,
 )
 from espnet2_sled.serve.scheduler import Scheduler
+from espnet2_sled.serve.served_model import ServedModel
 from espnet2_sled.serve.voices import Voices
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -45,38 +47,32 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 INFO = web.AppKey("info", dict)
 
 
-def model_info(tts, limits: Limits, model_name: str) -> Dict[str, Any]:
+def model_info(model: ServedModel, limits: Limits) -> Dict[str, Any]:
     """What /info reports besides the live session count (fixed for the server's life)."""
-    model, latent = tts.tts, tts.tts.latent_space
     return {
-        "model": model_name,
-        "device": str(tts.device),
-        "sample_rate": int(tts.fs),
-        "audio": {"encoding": AUDIO_ENCODING, "channels": 1, "sample_rate": int(tts.fs)},
-        "latent": {"name": model.config.latent, "latent_dim": int(latent.latent_dim),
-                   "hop_length": int(latent.hop_length), "frame_rate": float(latent.frame_rate)},
-        "streaming": {"layout": model.layout, "tokens_per_chunk": model.tokens_per_chunk,
-                      "frames_per_chunk": model.frames_per_chunk,
-                      "chunk_seconds": model.frames_per_chunk / float(latent.frame_rate)},
-        "decode_defaults": {k: v for k, v in model.decode_options(**tts.decode_conf).items()
-                            if isinstance(v, (int, float, bool, str, type(None)))},
+        "model": model.name,
+        "device": model.device,
+        "sample_rate": model.sample_rate,
+        "audio": {"encoding": AUDIO_ENCODING, "channels": 1, "sample_rate": model.sample_rate},
+        "latent": dict(model.latent),
+        "streaming": dict(model.streaming),
+        "decode_defaults": dict(model.decode_defaults),
         "limits": {"max_sessions": limits.max_sessions, "idle_timeout": limits.idle_timeout,
                    "max_text_chars": limits.max_text_chars, "max_prompt_seconds": limits.max_prompt_seconds,
                    "max_frames": limits.max_frames, "max_message_bytes": limits.max_message_bytes},
     }
 
 
-def build_app(tts, limits: Limits, model_name: str, voices: Optional[Voices] = None, api_key: Optional[str] = None,
+def build_app(model: ServedModel, limits: Limits, voices: Optional[Voices] = None, api_key: Optional[str] = None,
               allow_origins=(), loopback_only: bool = False) -> web.Application:
-    if tts.tts.latent_space is None:
-        raise ValueError(f"model '{model_name}' has no latent space (tts_conf.latent), so it cannot make audio; "
-                         "serve a model trained with latent: encodec or mel")
+    """The app around one model; its worker thread starts when the app starts and stops at
+    its cleanup. ``limits`` is copied (max_frames defaults to the model's positions)."""
     if limits.max_frames is None:
-        limits.max_frames = int(tts.tts.max_positions)
+        limits = dataclasses.replace(limits, max_frames=model.max_frames)
     app = web.Application(client_max_size=limits.max_message_bytes,
                           middlewares=[access_middleware(api_key, allow_origins, loopback_only)])
-    app[SCHEDULER] = Scheduler(tts, limits)
-    app[INFO] = model_info(tts, limits, model_name)
+    app[SCHEDULER] = Scheduler(model, limits)
+    app[INFO] = model_info(model, limits)
     app.router.add_get("/", index)
     app.router.add_get("/info", info)
     app.router.add_get("/health", info)
@@ -85,9 +81,13 @@ def build_app(tts, limits: Limits, model_name: str, voices: Optional[Voices] = N
     app.router.add_static("/static", STATIC)
     openai_api.add_routes(app, voices or Voices())
 
+    async def start_worker(app):
+        app[SCHEDULER].start()
+
     async def stop_worker(app):
         app[SCHEDULER].stop()
 
+    app.on_startup.append(start_worker)
     app.on_cleanup.append(stop_worker)
     return app
 
@@ -98,7 +98,8 @@ async def index(request: web.Request) -> web.FileResponse:
 
 async def info(request: web.Request) -> web.Response:
     scheduler = request.app[SCHEDULER]
-    body = dict(request.app[INFO], active_sessions=scheduler.active_sessions(), sessions_served=scheduler.served)
+    body = dict(request.app[INFO], active_sessions=scheduler.active_sessions(),
+                sessions_served=scheduler.sessions_served())
     return web.json_response(body)
 
 

@@ -1,10 +1,12 @@
 """One model, many clients: a worker thread that advances the ready sessions round-robin.
 
-Every session is a ``StreamingSession`` from ``SLEDText2Speech.stream()`` -- the same
-decode loop as in-process streaming, so a served stream equals ``stream()`` sample for
-sample. The worker owns the model: all model work (prompt encoding, decode steps, latent
-decoding) runs on its thread, never on the event loop, which only parses messages and
-moves bytes. Each turn the worker
+Every session is a ``StreamingSession`` from ``SLEDText2Speech.stream()`` (through the
+server's interface to it, ``served_model.py``) -- the same decode loop as in-process streaming, so a
+served stream equals ``stream()`` sample for sample. The worker owns the model: all model
+work (prompt encoding, decode steps, latent decoding) runs on its thread, never on the event
+loop, which only parses messages and moves bytes. The worker starts at ``start()`` (or on
+entering ``with Scheduler(...)``), not at construction; the app starts it when it starts.
+Each turn the worker
 
 1. runs the commands the event loop queued (open a session, push text, end text, close,
    a whole-text ``/synthesize`` job), so a client that disconnects is freed (KV cache
@@ -47,20 +49,23 @@ from espnet2_sled.serve.protocol import (
     SynthesisOptions,
     pcm16,
 )
+from espnet2_sled.serve.served_model import ServedModel
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Dict[str, Any], Optional[bytes]], None]  # (JSON event, binary audio or None), thread-safe
 
 
 class Stream:
-    """One client's streaming session, as the worker sees it."""
+    """One client's streaming session, as the worker sees it. Every field is the worker's
+    (read and written on its thread only) except ``closed``, which the event loop sets:
+    it is read and written under the scheduler's lock."""
 
     def __init__(self, stream_id: int, emit: Emit):
         self.id, self.emit = stream_id, emit
         self.session = None  # StreamingSession, made on the worker by the first message
         self.work: Optional[Iterator] = None  # what the session's last push_text / end_text returned
         self.text_ended = False  # end_text() was called: the next StopIteration means finished
-        self.closed = False  # the client is gone (set from the event loop)
+        self.closed = False  # the client is gone (under Scheduler.cond)
         self.released = False  # slot returned
         self.started: Optional[float] = None  # perf_counter when the first message arrived
         self.chunks = self.samples = 0
@@ -69,19 +74,30 @@ class Stream:
 
 
 class Scheduler:
-    def __init__(self, tts, limits: Limits):
-        """tts: a ``SLEDText2Speech`` with a latent space (the server sends audio)."""
-        self.tts, self.limits = tts, limits
-        self.sample_rate = int(tts.fs)
+    def __init__(self, model: ServedModel, limits: Limits):
+        self.model, self.limits = model, limits
+        self.sample_rate = model.sample_rate
         self.cond = threading.Condition()
         self.commands: "collections.deque[Callable[[], None]]" = collections.deque()
         self.turns: "collections.deque[Stream]" = collections.deque()  # worker-owned: live sessions
-        self.active = 0  # slots held (streams + /synthesize jobs)
-        self.served = 0
+        self.active = 0  # slots held (streams + /synthesize jobs), under cond
+        self.served = 0  # sessions and jobs finished, under cond
         self.ids = itertools.count(1)
         self.stopping = False
-        self.thread = threading.Thread(target=self._loop, name="sled-model-worker", daemon=True)
-        self.thread.start()
+        self.thread: Optional[threading.Thread] = None
+
+    def start(self) -> "Scheduler":
+        """Start the model worker (once)."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._loop, name="sled-model-worker", daemon=True)
+            self.thread.start()
+        return self
+
+    def __enter__(self) -> "Scheduler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     # ------------------------------------------------------------ event-loop side
     def reserve(self) -> None:
@@ -96,22 +112,24 @@ class Scheduler:
         with self.cond:
             return self.active
 
+    def sessions_served(self) -> int:
+        with self.cond:
+            return self.served
+
     def open_stream(self, emit: Emit) -> Stream:
         """Reserve a slot for a new stream (raises ``RequestError`` 1013 when full)."""
         self.reserve()
         return Stream(next(self.ids), emit)
 
     def send(self, stream: Stream, message: Message) -> None:
-        """A checked client message: the first one starts the session."""
-        if stream.started is None:
-            stream.started = time.perf_counter()
-            self._submit(lambda: self._start(stream, message))
-        else:
-            self._submit(lambda: self._feed(stream, message))
+        """A checked client message: the first one starts the session (on the worker)."""
+        arrived = time.perf_counter()
+        self._submit(lambda: self._receive(stream, message, arrived))
 
     def close(self, stream: Stream) -> None:
         """The client is gone or the stream ended: free the session and its slot (idempotent)."""
-        stream.closed = True
+        with self.cond:
+            stream.closed = True  # a start or feed still queued before the free is skipped
         self._submit(lambda: self._free(stream))
 
     def synthesize(self, text: str, options: SynthesisOptions) -> Future:
@@ -124,15 +142,13 @@ class Scheduler:
         def job():
             try:
                 start = time.perf_counter()
-                out = self.tts(text, prompt_text=options.prompt_text, prompt_audio=options.prompt_audio,
-                               prompt_sample_rate=options.prompt_sample_rate, **options.decode_kwargs())
+                out = self.model.synthesize(text, options)
                 future.report = out.get("report")
                 future.set_result((out["wav"], time.perf_counter() - start))
             except BaseException as e:
                 future.set_exception(e)
             finally:
-                self._release()
-                self.served += 1
+                self._release(served=True)
 
         self._submit(job)
         return future
@@ -141,16 +157,22 @@ class Scheduler:
         with self.cond:
             self.stopping = True
             self.cond.notify()
-        self.thread.join(timeout=10)
+        if self.thread is not None:
+            self.thread.join(timeout=10)
 
     def _submit(self, command: Callable[[], None]) -> None:
         with self.cond:
             self.commands.append(command)
             self.cond.notify()
 
-    def _release(self) -> None:
+    def _release(self, served: bool = False) -> None:
         with self.cond:
             self.active -= 1
+            self.served += int(served)
+
+    def _closed(self, stream: Stream) -> bool:
+        with self.cond:
+            return stream.closed
 
     # ------------------------------------------------------------ worker side
     def _loop(self) -> None:
@@ -179,15 +201,18 @@ class Scheduler:
                 return stream
         return None
 
+    def _receive(self, stream: Stream, message: Message, arrived: float) -> None:
+        if stream.started is None:
+            stream.started = arrived
+            self._start(stream, message)
+        else:
+            self._feed(stream, message)
+
     def _start(self, stream: Stream, message: Message) -> None:
-        if stream.closed:
+        if self._closed(stream):
             return
-        options = message.options
         try:
-            stream.session = self.tts.stream(
-                voice_prompt=options.prompt_audio, prompt_text=options.prompt_text,
-                prompt_sample_rate=options.prompt_sample_rate, **options.decode_kwargs(),
-            )
+            stream.session = self.model.stream(message.options)
         except Exception as e:
             self._fail(stream, e)
             return
@@ -195,7 +220,7 @@ class Scheduler:
         self._feed(stream, message)
 
     def _feed(self, stream: Stream, message: Message) -> None:
-        if stream.closed or stream.session is None:
+        if stream.session is None or self._closed(stream):
             return
         try:
             if message.text:
@@ -248,8 +273,7 @@ class Scheduler:
         report = getattr(stream.session, "report", None)
         if report is not None:  # frames per text token, short pieces and their warnings (decode_report.py)
             event["report"] = report.as_dict()
-        self._free(stream)
-        self.served += 1
+        self._free(stream, served=True)
         stream.emit(event, None)
 
     def _fail(self, stream: Stream, error: Exception) -> None:
@@ -261,7 +285,7 @@ class Scheduler:
         self._free(stream)
         stream.emit(RequestError(kind, f"{type(error).__name__}: {error}", code).event(), None)
 
-    def _free(self, stream: Stream) -> None:
+    def _free(self, stream: Stream, served: bool = False) -> None:
         if stream in self.turns:
             self.turns.remove(stream)
         if stream.session is not None:
@@ -269,4 +293,4 @@ class Scheduler:
         stream.session, stream.work = None, None
         if not stream.released:
             stream.released = True
-            self._release()
+            self._release(served)

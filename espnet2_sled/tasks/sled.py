@@ -8,16 +8,19 @@ that unpickle ``SLEDTask.main_worker`` and so import this module, which register
 import argparse
 import logging
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
+import yaml
+from espnet2.layers.create_adapter import create_adapter
 from espnet2.tasks.tts import TTSTask
 from espnet2.train.trainer import Trainer
 
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled and byte_bpe, also in spawned workers)
 from espnet2_sled.checkpoint import load_init_param, load_model_file, load_state_strictly, read_resume_file
 from espnet2_sled.modules.config import tts_conf_defaults
+from espnet2_sled.tasks.extra_choices import extra_choices
 from espnet2_sled.text_frontend import CLEANER
 from espnet2_sled.upstream.tokenizer import BYTE_BPE
 
@@ -102,9 +105,11 @@ class SLEDTrainer(Trainer):
 
 
 class SLEDTask(TTSTask):
+    """Where the codec's weights come from is the codec's ``provenance``
+    (``latent/provenance.py``): ``build_model`` (training) fills it from its file,
+    ``build_model_from_file`` (decoding) from the checkpoint; no state is kept on the class."""
+
     trainer = SLEDTrainer
-    _building_from_checkpoint = False
-    _init_param: List[str] = []
 
     @classmethod
     def get_parser(cls):
@@ -115,24 +120,21 @@ class SLEDTask(TTSTask):
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
-        # ESPnet reads --init_param after build_model by unpickling the whole file (any object) and a
-        # lax key check; build_model reads it here instead (weights only, every key checked)
-        # and leaves ESPnet's loop nothing to load.
-        cls._init_param, args.init_param = list(getattr(args, "init_param", None) or []), []
         if getattr(args, "use_deepspeed", False):
             cls.trainer = Trainer  # ESPnet swaps in its DeepSpeedTrainer only for the plain one
-        try:
-            super().main_worker(args)
-        finally:
-            cls._init_param = []
+        super().main_worker(args)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):
+        """Training's model (ESPnet's main_worker calls this): the codec from its file, then
+        ``--init_param``. ESPnet would read --init_param after this by unpickling the whole file
+        (any object) with a lax key check; it is read here instead (weights only, every key
+        checked) and taken out of ``args``, so ESPnet's loop has nothing left to load."""
         model = super().build_model(args)
-        if not cls._building_from_checkpoint:
-            model.tts.load_latent_weights()  # training: the codec file; decoding: the checkpoint
-        if cls._init_param and not getattr(args, "collect_stats", False):
-            for init_param in cls._init_param:
+        model.tts.load_latent_weights()
+        init_params, args.init_param = list(getattr(args, "init_param", None) or []), []
+        if init_params and not getattr(args, "collect_stats", False):
+            for init_param in init_params:
                 logging.info(f"Loading pretrained params from {init_param} (weights only, keys checked)")
                 # the frozen latent space may be absent (e.g. an import with --latent none):
                 # training filled it from its codec file above
@@ -143,29 +145,33 @@ class SLEDTask(TTSTask):
     @classmethod
     def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
         """ESPnet's, except that the weights are read by ``espnet2_sled.checkpoint``: tensors
-        only (a pickle with code is refused), every key and shape checked."""
+        only (a pickle with code is refused), every key and shape checked; the codec's too,
+        so its file is read only when no model file is given."""
         if config_file is None:
             if model_file is None:
                 raise ValueError("give the model's config.yaml, its model file, or both")
             config_file = Path(model_file).parent / "config.yaml"
-        cls._building_from_checkpoint = model_file is not None
-        try:
-            model, args = super().build_model_from_file(config_file, None, device)
-        finally:
-            cls._building_from_checkpoint = False
+        logging.info(f"config file: {config_file}")
+        with Path(config_file).open("r", encoding="utf-8") as f:
+            args = argparse.Namespace(**yaml.safe_load(f))
+        model = super().build_model(args)  # TTSTask's: the codec stays empty for the checkpoint
+        if device != "mps":
+            model.to(device)
+        if getattr(args, "use_adapter", False):
+            create_adapter(model, args.adapter, args.adapter_conf)
         if model_file is not None:
             load_model_file(model, model_file)
+        else:
+            model.tts.load_latent_weights()
         return model, args
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        super().add_task_arguments(parser)
-        for action in parser._actions:
-            if action.dest == "token_type" and action.choices is not None and BYTE_BPE not in action.choices:
-                action.choices = [*action.choices, BYTE_BPE]
-                action.help += f"; {BYTE_BPE}: byte-level BPE from the tokenizer.json given as --bpemodel"
-            if action.dest == "cleaner" and action.choices is not None and CLEANER not in action.choices:
-                action.choices = [*action.choices, CLEANER]  # espnet2_sled/text_frontend.py
+        byte_bpe_help = f"; {BYTE_BPE}: byte-level BPE from the tokenizer.json given as --bpemodel"
+        extra = {"--token_type": (BYTE_BPE, byte_bpe_help),
+                 "--cleaner": (CLEANER, "")}  # espnet2_sled/text_frontend.py
+        with extra_choices(parser, extra):
+            super().add_task_arguments(parser)
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):

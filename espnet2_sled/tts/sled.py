@@ -34,19 +34,15 @@ class SLED(AbsTTS):
         self.idim, self.odim = idim, odim
         self.lm = SLEDLM(config)
         self.latent_space = None
-        self.latent_weights = None
         if config.latent is not None:
             from espnet2_sled.latent import build_latent_space
 
             conf = dict(config.latent_conf or {})
-            if "weights" in conf or config.latent == "encodec":
+            if config.latent == "encodec" and conf.get("weights") != "random":
                 # Codec weights come from the checkpoint when one is loaded; from the file only
                 # when training starts (SLEDTask.build_model -> load_latent_weights). So a
                 # packed model decodes on a machine that has no codec file.
-                self.latent_weights = conf.get("weights")
-                if self.latent_weights not in ("random", "deferred"):
-                    conf["weights"] = "deferred"
-            self.latent_conf = conf
+                conf["defer"] = True
             self.latent_space = build_latent_space(config.latent, **conf)
             if self.latent_space.latent_dim != odim:
                 raise ValueError(
@@ -64,16 +60,11 @@ class SLED(AbsTTS):
     frames_per_chunk = property(lambda self: self.config.frames_per_chunk)
 
     def load_latent_weights(self) -> None:
-        """Fill a deferred codec from its weights file (or the usual caches when None)."""
-        if self.latent_space is None or self.latent_conf.get("weights") != "deferred":
-            return
-        if self.latent_weights == "deferred":
-            raise ValueError("latent_conf.weights is 'deferred': "
-                             "this config can only load a checkpoint that holds the codec")
-        from espnet2_sled.latent import build_latent_space
-
-        source = build_latent_space(self.config.latent, **dict(self.latent_conf, weights=self.latent_weights))
-        self.latent_space.load_state_dict(source.state_dict())
+        """Fill a codec still empty from its weights file (or the usual caches when None);
+        where the weights come from is the codec's ``provenance`` (``latent/provenance.py``)."""
+        provenance = getattr(self.latent_space, "provenance", None)
+        if provenance is not None and not provenance.loaded:
+            self.latent_space.load_weights()
 
     # ESPnet's Text2Speech reads these.
     spks = None

@@ -133,7 +133,7 @@ def test_cache_lookup_finds_meta_file(tmp_path, monkeypatch, encodec):
     torch.save(fill_reference_state(reference, encodec), target)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     found = EncodecLatent(weights=None)
-    assert found.weights_source == str(target)
+    assert found.provenance.loaded_from == str(target)
 
 
 def test_deferred_weights_need_a_state_dict(encodec, speech):

@@ -110,6 +110,27 @@ def test_model_loads_strictly_through_espnet(encodec_exp):
     assert torch.equal(saved["tts.lm.generator.blocks.1.fc1.weight"], state["scoreloss.net.res_blocks.1.mlp.0.weight"])
 
 
+def test_the_checkpoint_fills_a_codec_whose_file_is_absent_and_the_task_keeps_no_state(encodec_exp, tmp_path):
+    """A config naming a codec file this machine lacks decodes from the checkpoint (the file is
+    read only when no model file is given, and then named in the error); SLEDTask keeps no
+    state between builds (codec provenance: latent/provenance.py)."""
+    import yaml
+
+    root, _, _ = encodec_exp
+    conf = load_yaml(root / "exp" / "config.yaml")
+    conf["tts_conf"]["latent_conf"]["weights"] = str(tmp_path / "encodec_24khz-d7cc33bc.th")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(conf))
+    task_state = dict(vars(SLEDTask))
+    model, _ = SLEDTask.build_model_from_file(config, root / "exp" / "model.pth", "cpu")
+    assert model.tts.latent_space.provenance.loaded_from == "state_dict"
+    saved = torch.load(root / "exp" / "model.pth", map_location="cpu", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="encodec_24khz-d7cc33bc.th"):
+        SLEDTask.build_model_from_file(config, None, "cpu")
+    assert dict(vars(SLEDTask)) == task_state
+
+
 # ------------------------------------------------------------------ errors
 def test_every_bad_key_and_shape_is_listed(tmp_path):
     config, state = write_checkpoint(tmp_path / "src")
