@@ -49,7 +49,8 @@ def decode_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """x ``[..., in]`` @ weight ``[out, in]``^T (+ bias): weight-major for 2-4 rows, else ``F.linear``."""
     rows = x.numel() // x.shape[-1]
-    if not SMALL_ROWS[0] <= rows <= SMALL_ROWS[1]:
+    # Traced for an export (engine/): a plain MatMul, the form the runtime fuses and quantizes.
+    if torch.jit.is_tracing() or not SMALL_ROWS[0] <= rows <= SMALL_ROWS[1]:
         return F.linear(x, weight, bias)
     y = torch.mm(weight, x.reshape(rows, x.shape[-1]).t()).t().contiguous()  # [rows, out]
     if bias is not None:
