@@ -38,6 +38,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_text_chars", type=int, default=2000, help="characters of text per stream / request")
     p.add_argument("--max_prompt_seconds", type=float, default=30.0, help="length of a voice prompt")
     p.add_argument("--cache_dir", default=None, help="where a .zip is unpacked (espnet_model_zoo's default)")
+    p.add_argument("--decode_backend", default=None, choices=["torch", "onnxruntime"],
+                   help="onnxruntime: the CPU decode engine (espnet2_sled/engine), exported at start")
+    p.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
+                   help="int8 (PyTorch's or the engine's), int4 (engine only): as sled_inference")
     return p
 
 
@@ -58,21 +62,22 @@ def find_checkpoint(exp: Path) -> Path:
 
 
 def load_synthesizer(model_file: str, train_config: Optional[str] = None, device: str = "cpu",
-                     cache_dir: Optional[str] = None):
+                     cache_dir: Optional[str] = None, **speed):
+    """``speed``: decode_backend / quantize, as ``SLEDText2Speech``."""
     from espnet2_sled.text2speech import SLEDText2Speech
 
     path = Path(model_file)
     if not path.exists():
         raise FileNotFoundError(f"--model_file '{path}' does not exist; give a .zip, an experiment dir or a .pth")
     if path.suffix == ".zip":
-        return SLEDText2Speech.from_pretrained(str(path), cachedir=cache_dir, device=device)
+        return SLEDText2Speech.from_pretrained(str(path), cachedir=cache_dir, device=device, **speed)
     if path.is_dir():
         path = find_checkpoint(path)
     config = Path(train_config) if train_config else path.parent / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"train config '{config}' does not exist; pass --train_config")
     logging.info("serving %s with %s", path, config)
-    return SLEDText2Speech(config, path, device=device)
+    return SLEDText2Speech(config, path, device=device, **speed)
 
 
 async def serve(args) -> None:
@@ -80,7 +85,11 @@ async def serve(args) -> None:
 
     from espnet2_sled.serve.app import build_app
 
-    tts = load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir)
+    tts = load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir,
+                           decode_backend=args.decode_backend, quantize=args.quantize)
+    engine = getattr(tts.tts.lm, "decode_engine", None)
+    if engine is not None:  # export / load before accepting streams (a first stream must not wait)
+        engine.prepare(cfg=True).prepare(cfg=False)
     limits = Limits(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout,
                     max_text_chars=args.max_text_chars, max_prompt_seconds=args.max_prompt_seconds)
     app = build_app(tts, limits, model_name=Path(args.model_file).name)

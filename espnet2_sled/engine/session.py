@@ -10,6 +10,7 @@ only cache output) into them and into the PyTorch cache, in place. Slots fed by 
 between steps (streaming text, prompts) are copied in before the next step.
 """
 
+import threading
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -18,9 +19,14 @@ import torch
 
 from espnet2_sled.engine.export import QUANTIZE, exported_step, require_onnxruntime, weights_hash
 from espnet2_sled.engine.step_graph import input_names, output_names
+from espnet2_sled.modules.precision import prepare_for_decoding
 from espnet2_sled.modules.sled_lm import SLEDLM
 
 DECODE_BACKENDS = ("torch", "onnxruntime")
+# Not yet "onnxruntime": on the paper config (random weights) the fp32 engine's frames are
+# 0.9e-4 (CFG 1) / 1.3e-4 (CFG 2) from the PyTorch step after 16 fed-back frames, the
+# issue's bar being 1e-4 (bench/results/bench_engine_cpu.txt); the debug config passes.
+DEFAULT_BACKEND = "torch"
 
 
 class DecodeEngine:
@@ -39,8 +45,24 @@ class DecodeEngine:
         self.sessions: Dict[int, object] = {}
         self.digest: Optional[str] = None
         self.paths: Dict[int, Path] = {}
+        self.lock = threading.Lock()  # a server's sessions may start their first steps at once
+        self.stamp = None
 
     def session(self, copies: int):
+        with self.lock:
+            if self.weights_changed():  # a stale export is never used: hash again, export anew
+                self.sessions, self.paths, self.digest = {}, {}, None
+            return self.load(copies)
+
+    def weights_changed(self) -> bool:
+        """Whether a weight was modified in place (its version counter moved) or replaced
+        (new storage) since the sessions were made (cheap: no hashing)."""
+        stamp = [(t.data_ptr(), t._version) for t in self.lm.state_dict().values()]
+        changed = self.stamp is not None and stamp != self.stamp
+        self.stamp = stamp
+        return changed
+
+    def load(self, copies: int):
         if copies not in self.sessions:
             if self.digest is None:
                 self.digest = weights_hash(self.lm)
@@ -143,13 +165,26 @@ class EngineRun:
 
 
 def use_decode_backend(lm: SLEDLM, decode_backend: Optional[str] = None, quantize: Optional[str] = None,
-                       directory: Optional[Path] = None) -> Optional[DecodeEngine]:
-    """Set how ``lm``'s fixed-shape decode step runs: ``"onnxruntime"`` attaches a
-    ``DecodeEngine`` (``quantize``: none | int8 | int4), ``"torch"`` / None removes it."""
-    if decode_backend not in (None,) + DECODE_BACKENDS:
+                       decode_dtype: Optional[str] = None, directory: Optional[Path] = None
+                       ) -> Optional[DecodeEngine]:
+    """Set how ``lm`` decodes (the one place the speed options meet): ``decode_backend``
+    "torch" (``DEFAULT_BACKEND``) runs the PyTorch step (``quantize`` none | int8 and
+    ``decode_dtype`` as ``modules/precision.py``); "onnxruntime" attaches a ``DecodeEngine``
+    (``quantize`` none | int8 | int4; exports cached in ``directory``) that every fixed-shape
+    decode of ``lm`` then uses (offline, batched, streaming, served). Returns the engine."""
+    backend = decode_backend or DEFAULT_BACKEND
+    if backend not in DECODE_BACKENDS:
         raise ValueError(f"decode_backend must be one of {', '.join(DECODE_BACKENDS)} (got '{decode_backend}')")
+    quantize = quantize or "none"
     engine = None
-    if decode_backend == "onnxruntime":
-        engine = DecodeEngine(lm, quantize or "none", directory)
+    if backend == "onnxruntime":
+        if decode_dtype not in (None, "float32"):
+            raise ValueError(f"decode_backend=onnxruntime decodes in float32 on the CPU (got decode_dtype="
+                             f"{decode_dtype}); use quantize=int8|int4 for lower precision")
+        engine = DecodeEngine(lm.eval(), quantize, directory)
+    else:
+        if quantize == "int4":
+            raise ValueError("quantize=int4 needs decode_backend=onnxruntime (the PyTorch step has none|int8)")
+        prepare_for_decoding(lm, None if quantize == "none" else quantize, decode_dtype)
     lm.decode_engine = engine
     return engine

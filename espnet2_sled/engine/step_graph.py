@@ -44,9 +44,12 @@ class StepGraph(nn.Module):
         self.lm, self.copies = lm, copies
         decoder = lm.decoder
         self.heads, self.head_dim = decoder.heads, decoder.head_dim
-        self.qkv = [torch.cat([b.self_attn.q_proj.weight, b.self_attn.k_proj.weight, b.self_attn.v_proj.weight])
-                    for b in decoder.layers]
-        self.gate_up = [torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]) for b in decoder.layers]
+        # Buffers, so the exporter writes them as initializers (plain tensor attributes become
+        # Constant nodes, which the runtime's quantizers do not see).
+        for i, b in enumerate(decoder.layers):
+            attn, mlp = b.self_attn, b.mlp
+            self.register_buffer(f"qkv_{i}", torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+            self.register_buffer(f"gate_up_{i}", torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
 
     def forward(self, hidden, noise, cfg_scale, positions, past_mask, *past) -> Tuple[torch.Tensor, ...]:
         lm, decoder = self.lm, self.lm.decoder
@@ -56,7 +59,9 @@ class StepGraph(nn.Module):
         if self.copies == 2:  # guidance on the hidden state (SLEDLM.sample_frame)
             h_uncond = hidden.view(self.copies, B, -1)[1]
             h = h_uncond + cfg_scale * (h_cond - h_uncond)
-        frame = lm.generator(h, noise)
+        # [B, 1, ..]: the generator's linears export as MatMul (2-D ones become Gemm, which
+        # the 4-bit quantizer leaves in fp32)
+        frame = lm.generator(h[:, None], noise[:, None])[:, 0]
         stop_prob = torch.sigmoid(F.linear(h_cond, lm.stop_head.weight).squeeze(-1))
         x = lm.input_norm(lm.frame_proj(frame)).repeat(self.copies, 1)[:, None]  # [R, 1, dim]
         angles = positions.float()[:, None] * decoder.inv_freq  # [R, hd/2]
@@ -68,7 +73,7 @@ class StepGraph(nn.Module):
             q, k, v = self.attend_inputs(block, x, i, cos, sin)
             y = self.attend(q, k, v, past[2 * i], past[2 * i + 1], mask)
             x = x + F.linear(y.transpose(1, 2).reshape(x.shape), block.self_attn.o_proj.weight)
-            gate, up = F.linear(block.post_attention_layernorm(x), self.gate_up[i]).chunk(2, dim=-1)
+            gate, up = F.linear(block.post_attention_layernorm(x), getattr(self, f"gate_up_{i}")).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, block.mlp.down_proj.weight)
             new += [k, v]
         return (frame, stop_prob, decoder.norm(x)[:, 0], *new)
@@ -76,7 +81,7 @@ class StepGraph(nn.Module):
     def attend_inputs(self, block, x, layer: int, cos, sin):
         R = x.shape[0]
         q, k, v = (y.view(R, 1, self.heads, self.head_dim).transpose(1, 2)
-                   for y in F.linear(block.input_layernorm(x), self.qkv[layer]).chunk(3, dim=-1))
+                   for y in F.linear(block.input_layernorm(x), getattr(self, f"qkv_{layer}")).chunk(3, dim=-1))
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
     def attend(self, q, k, v, past_keys, past_values, mask):
