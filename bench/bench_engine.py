@@ -3,7 +3,7 @@
 int8, 4-bit weights), paper config (random weights), batch 1, CFG 1 and 2.
 
     .venv/bin/python bench/bench_engine.py [--configs paper] [--frames 16] [--repeat 5]
-        [--backends eager fixed compiled engine-none engine-int8 engine-int4]
+        [--backends eager fixed fixed-linear compiled engine-none engine-int8 engine-int4]
 
 Per row: ms/step, RTF (step / 13.3 ms, one 75 Hz frame), x its own floor (the bytes of
 weights that variant reads per step: the model's for PyTorch, the ONNX file's for the
@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from bench_sled import bench_decode, build, copy_bandwidth, drift, step_weight_bytes  # noqa: E402
 from espnet2_sled.engine.session import DecodeEngine, use_decode_backend  # noqa: E402
+from espnet2_sled.modules import packed  # noqa: E402
 
 FRAME_MS = 1000 / 75
 
@@ -35,7 +36,7 @@ def engine_for(lm, backend, directory):
     if not backend.startswith("engine-"):
         use_decode_backend(lm, "torch")
         return None
-    engine = use_decode_backend(lm, "onnxruntime", backend.split("-", 1)[1], directory)
+    engine = use_decode_backend(lm, "onnxruntime", backend.split("-", 1)[1], directory=directory)
     return engine.prepare(cfg=True).prepare(cfg=False)
 
 
@@ -46,7 +47,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cfg_scales", type=float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--backends", nargs="+",
-                        default=["eager", "fixed", "engine-none", "engine-int8", "engine-int4"])
+                        default=["eager", "fixed", "fixed-linear", "engine-none", "engine-int8", "engine-int4"])
     parser.add_argument("--engine_dir", type=Path, default=None, help="export cache (default: a fresh temp dir)")
     args = parser.parse_args()
     device = torch.device("cpu")
@@ -56,7 +57,7 @@ def main():
         lm = model.lm
         with tempfile.TemporaryDirectory() as tmp:
             directory = args.engine_dir or Path(tmp)
-            reference = {}
+            reference, small_rows = {}, packed.SMALL_ROWS
             for backend in args.backends:
                 start = time.perf_counter()
                 engine = engine_for(lm, backend, directory)
@@ -70,6 +71,8 @@ def main():
                           f" + load) {first:.1f} s, second start (hash + load) {second:.1f} s, "
                           f"file {size / 1e6:.0f} MB")
                 weight_bytes = size if engine is not None else step_weight_bytes(lm)
+                # fixed-linear: the fixed step with F.linear at every row count (before #22)
+                packed.SMALL_ROWS = (2, 1) if backend == "fixed-linear" else small_rows
                 for cfg_scale in args.cfg_scales:
                     mode = "eager" if backend == "eager" else "fixed"
                     if backend == "compiled":
@@ -88,6 +91,7 @@ def main():
                                  f"  drift {drift(frames, ref):.4f}")
                     print(line, flush=True)
             use_decode_backend(lm, "torch")
+            packed.SMALL_ROWS = small_rows
 
 
 if __name__ == "__main__":
