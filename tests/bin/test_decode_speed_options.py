@@ -1,6 +1,7 @@
 """The speed options end to end on a trained debug model: ``--quantize int8``,
-``--decode_graph`` and ``--decode_backend onnxruntime`` through the decoding CLI, ``quantize="int8"`` through the Python API
-(offline call and streaming session); int8 stays within the documented drift from fp32."""
+``--decode_graph`` and ``--decode_backend onnxruntime`` through the decoding CLI,
+``quantize="int8"`` and the engine through the Python API (offline call and streaming
+session); int8 stays within the documented drift from fp32, the fp32 engine within 1e-4."""
 
 import numpy as np
 import pytest
@@ -66,9 +67,11 @@ def test_cli_and_api_onnxruntime_engine(trained, tmp_path):
     text = "the cat sat on the mat."
     streams = []
     for backend in ("torch", "onnxruntime"):
-        session = SLEDText2Speech(decode_backend=backend, **kw).stream(seed=3)
+        t2s = SLEDText2Speech(decode_backend=backend, **kw)
+        session = t2s.stream(seed=3)
         chunks = list(session.push_text(text)) + list(session.end_text())
         streams.append(torch.cat([c.frames for c in chunks]).numpy())
+    assert t2s.tts.lm.decode_engine.sessions  # the engine ran the streamed steps
     assert streams[0].shape == streams[1].shape and np.abs(streams[0] - streams[1]).max() <= 1e-4
 
 

@@ -62,11 +62,12 @@ def test_streaming_through_the_engine_equals_torch(tmp_path):
     noise = torch.randn(1, 200, model.lm.noise_dim)
 
     def stream(backend):
-        use_decode_backend(model.lm, backend, directory=tmp_path)
+        engine = use_decode_backend(model.lm, backend, directory=tmp_path)
         session = StreamingSession(model, lambda t: [VOCAB[c] for c in t if c in VOCAB], stop_threshold=0.9,
                                    noise=noise, max_frames=60)
         chunks = [c for word in TEXT.split(" ") for c in session.push_text(word + " ")] + list(session.end_text())
         use_decode_backend(model.lm, "torch")
+        assert engine is None or engine.sessions  # the engine did run the steps
         return torch.cat([c.frames for c in chunks])
 
     reference, out = stream("torch"), stream("onnxruntime")
