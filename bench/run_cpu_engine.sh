@@ -35,5 +35,5 @@ backends="eager fixed fixed-linear engine-none engine-int8 engine-int4"
   XDG_CACHE_HOME=$cache $py bench/bench_server.py --configs paper --clients 1 2 4 --rounds 1 \
       --decode_backend onnxruntime --quantize int8 --out bench/results/server_cpu_engine.txt
   echo "uptime after: $(uptime)"
-} 2>&1 | grep -v -i "warning" | tee "$out.tmp"
+} 2>&1 | grep --line-buffered -v -i "warning" | tee "$out.tmp"
 mv "$out.tmp" "$out"
