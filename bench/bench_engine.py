@@ -5,11 +5,12 @@ int8, 4-bit weights), paper config (random weights), batch 1, CFG 1 and 2.
     .venv/bin/python bench/bench_engine.py [--configs paper] [--frames 16] [--repeat 5]
         [--backends eager fixed fixed-linear compiled engine-none engine-int8 engine-int4]
 
-Per row: ms/step, RTF (step / 13.3 ms, one 75 Hz frame), x its own floor (the bytes of
+Per row: ms/step (median of every step timed alone, a decode's first step left out), RTF
+(step / 13.3 ms, one 75 Hz frame), x its own floor (the bytes of
 weights that variant reads per step: the model's for PyTorch, the ONNX file's for the
 engine, / the copy bandwidth measured in this run, beside the row). Then the engine's
 equality with the PyTorch fixed-shape step at the same noise (max |frame difference| over
-the fed-back frames, stop steps on a run with a reachable threshold), the int8 / int4
+the fed-back frames; stop steps are compared by tests/engine and tests/upstream), the int8 / int4
 drift (mean |difference| / std of the fp32 frames, as modules/precision.py), and the
 engine's first start (export + quantize + load) vs a second start (hash + load).
 """
@@ -24,11 +25,36 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from bench_sled import bench_decode, build, copy_bandwidth, drift, step_weight_bytes  # noqa: E402
+from bench_sled import MODES, SEQ, build, copy_bandwidth, drift, step_weight_bytes  # noqa: E402
 from espnet2_sled.engine.session import DecodeEngine, use_decode_backend  # noqa: E402
 from espnet2_sled.modules import packed  # noqa: E402
+from espnet2_sled.modules.generation import prefill  # noqa: E402
 
 FRAME_MS = 1000 / 75
+
+
+@torch.no_grad()
+def step_times(model, config, cfg_scale, frames, mode, repeat):
+    """(median seconds of one decode step, the first run's frames ``[1, frames, D]``): each
+    step timed alone after a prefill, ``repeat`` decodes; a decode's first step (it sets
+    up the window's buffers) is left out of the median."""
+    lm, N = model.lm, SEQ[config][0]
+    g = torch.Generator().manual_seed(1)
+    wrapped, wl = model.wrap_text(torch.randint(1, model.idim - 1, (1, N), generator=g), torch.tensor([N]))
+    noise = torch.randn(1, frames, lm.noise_dim, generator=g)
+    options = MODES[mode]
+    times, first = [], None
+    for _ in range(repeat):
+        state = prefill(lm, wrapped, wl, model.eos_id, cfg=cfg_scale != 1.0, capacity=N + 2 + frames, **options)
+        out = []
+        for step in range(frames):
+            start = time.perf_counter()
+            frame, _ = state.step(noise[:, step], cfg_scale)
+            if step:
+                times.append(time.perf_counter() - start)
+            out.append(frame)
+        first = torch.stack(out, 1) if first is None else first
+    return sorted(times)[len(times) // 2], first
 
 
 def engine_for(lm, backend, directory):
@@ -77,8 +103,7 @@ def main():
                     mode = "eager" if backend == "eager" else "fixed"
                     if backend == "compiled":
                         mode = "graph"
-                    step, _, frames = bench_decode(model, config, 1, cfg_scale, device, args.frames, mode,
-                                                   repeat=args.repeat)
+                    step, frames = step_times(model, config, cfg_scale, args.frames, mode, args.repeat)
                     floor = weight_bytes / copy_bandwidth(weight_bytes, device)
                     line = (f"{config} {backend:12s} cfg {cfg_scale:g}: {step * 1e3:7.1f} ms/step  "
                             f"RTF {step * 1e3 / FRAME_MS:5.2f}  {step / floor:5.2f}x its floor "
