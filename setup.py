@@ -32,6 +32,9 @@ extras_require = {
     "test": ["pytest", "transformers", "selenium", "openai"],
     # the synthesis server (python -m espnet2_sled.bin.serve); wyoming: its --wyoming_port
     "serve": ["aiohttp", "wyoming"],
+    # the CPU decode engine (--decode_backend onnxruntime: espnet2_sled/engine): the runtime,
+    # onnx for its quantizers, onnx_ir for its 4-bit quantizer
+    "cpu_engine": ["onnxruntime", "onnx", "onnx_ir"],
     # `make lint` (ruff.toml; run by .ci/run before the tests)
     "lint": ["ruff"],
 }

@@ -91,11 +91,12 @@ def random_weights_exp(config: Path, out: Path, seed: int = 0) -> Path:
 class Server:
     """``python -m espnet2_sled.bin.serve`` on 127.0.0.1, port chosen by the OS."""
 
-    def __init__(self, model_file: Path, device: str, max_sessions: int, log: Path, start_timeout: float = 600):
+    def __init__(self, model_file: Path, device: str, max_sessions: int, log: Path, start_timeout: float = 600,
+                 extra: List[str] = ()):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         cmd = [sys.executable, "-m", "espnet2_sled.bin.serve", "--model_file", str(model_file), "--port", "0",
                "--host", "127.0.0.1", "--device", device, "--max_sessions", str(max_sessions),
-               "--idle_timeout", "120", "--max_text_chars", "10000"]
+               "--idle_timeout", "120", "--max_text_chars", "10000", *extra]
         self.log = log
         with open(log, "w") as stderr:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
@@ -198,7 +199,8 @@ def stat(fn, xs) -> float:
 
 def bench_model(name: str, model_file: Path, args, report: List[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(model_file, args.device, max(args.clients), Path(tmp) / "server.log")
+        server = Server(model_file, args.device, max(args.clients), Path(tmp) / "server.log",
+                        extra=["--decode_backend", args.decode_backend, "--quantize", args.quantize])
         try:
             import urllib.request
 
@@ -253,10 +255,13 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one stream may take")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (bench/results/...)")
+    parser.add_argument("--decode_backend", default="torch", choices=["torch", "onnxruntime"])
+    parser.add_argument("--quantize", default="none", choices=["none", "int8", "int4"])
     args = parser.parse_args(argv)
     load_average = os.getloadavg()
     report = [f"bench_server: {os.cpu_count()} CPUs, load average {load_average[0]:.1f}, "
-              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, text {len(TEXT)} chars"]
+              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, text {len(TEXT)} chars, "
+              f"decode_backend {args.decode_backend}, quantize {args.quantize}"]
     print(report[0], flush=True)
     models = [args.model_file] if args.model_file else mini_models()
     for model_file in models:

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sled import MODES, build, median, sync  # noqa: E402
+from espnet2_sled.engine.session import use_decode_backend  # noqa: E402
 from espnet2_sled.latent import build_latent_space  # noqa: E402
 from espnet2_sled.modules.generation import generate  # noqa: E402
 from espnet2_sled.streaming import StreamingSession  # noqa: E402
@@ -48,6 +49,9 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["eager", "fixed", "graph"], choices=list(MODES))
     parser.add_argument("--cpu_compile", action="store_true", help="run the graph mode on CPU (torch.compile)")
     parser.add_argument("--trials", type=int, default=3, help="sessions per mode (median)")
+    parser.add_argument("--decode_backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="onnxruntime: the fixed mode's step through the CPU decode engine (exported first)")
+    parser.add_argument("--quantize", default="none", choices=["none", "int8", "int4"])
     args = parser.parse_args()
     device = torch.device(args.device)
     print("command: " + " ".join([Path(sys.executable).name] + sys.argv))
@@ -70,6 +74,10 @@ def main():
         def tokenize(text):
             return [(ord(c) % (model.idim - 3)) + 1 for c in text]
 
+        engine = use_decode_backend(model.lm, args.decode_backend, args.quantize)
+        if engine is not None:  # exported / loaded once per model, before any session (a server's start)
+            engine.prepare(cfg=args.cfg_scale != 1)
+            print(f"decode backend: onnxruntime, quantize {args.quantize}")
         params = sum(p.numel() for p in model.lm.parameters()) / 1e6
         print(f"\n== {config} ({params:.1f} M params, {m} frames = {m / 75:.2f} s per chunk, "
               f"{args.tokens_per_chunk} tokens read per chunk)")

@@ -11,7 +11,9 @@ returns itself.
 
 Speed options: ``decode_graph`` (replay the decode step as a CUDA graph; default on for
 CUDA, off for CPU), ``quantize="int8"`` (CPU) and ``decode_dtype="bfloat16"`` (GPU): both
-opt-in, their gap to fp32 in ``espnet2_sled/modules/precision.py``.
+opt-in, their gap to fp32 in ``espnet2_sled/modules/precision.py``. ``decode_backend=
+"onnxruntime"``: the decode step through the CPU decode engine (``espnet2_sled/engine``,
+``quantize`` none | int8 | int4), for ``__call__`` and ``stream()`` alike.
 """
 
 import math
@@ -27,7 +29,7 @@ from espnet2.bin.tts_inference import Text2Speech
 import espnet2_sled.registry  # noqa: F401  (registers tts: sled before ESPnet builds the model)
 from espnet2_sled.checkpoint import load_model_file
 from espnet2_sled.decode_report import DecodeReport, PieceReport, frames_per_token_floor, quote
-from espnet2_sled.modules.precision import prepare_for_decoding
+from espnet2_sled.engine.session import use_decode_backend
 
 DECODE_OPTIONS = ("cfg_scale", "stop_threshold", "max_frames", "seed", "keep_stop_frame", "decode_graph")
 # A slow English speaking rate (characters per second, spaces included; read speech is
@@ -75,6 +77,7 @@ class SLEDText2Speech(Text2Speech):
         decode_graph: Optional[bool] = None,
         quantize: Optional[str] = None,
         decode_dtype: Optional[str] = None,
+        decode_backend: Optional[str] = None,
         **kwargs,
     ):
         if train_config is None and model_file is not None:
@@ -94,7 +97,9 @@ class SLEDText2Speech(Text2Speech):
                 seed=seed, keep_stop_frame=keep_stop_frame, decode_graph=decode_graph,
             ).items() if v is not None}
         )
-        prepare_for_decoding(self.tts.lm, quantize, decode_dtype)  # the latent decoder is never converted
+        # the latent decoder is never converted; engine exports are cached beside the model file
+        use_decode_backend(self.tts.lm, decode_backend, quantize, decode_dtype,
+                           Path(model_file).parent / "engine" if model_file is not None else None)
 
     @classmethod
     def from_pretrained(cls, model_tag: Optional[str] = None, cachedir: Optional[str] = None, **kwargs):

@@ -54,6 +54,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--wyoming_port", type=int, default=None, help="also serve the Wyoming protocol on this port")
     p.add_argument("--wyoming_language", action="append", default=None,
                    help="language code(s) the Wyoming voices are listed under (default: en)")
+    p.add_argument("--decode_backend", default=None, choices=["torch", "onnxruntime"],
+                   help="onnxruntime: the CPU decode engine (espnet2_sled/engine), exported at start")
+    p.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
+                   help="int8 (PyTorch's or the engine's), int4 (engine only): as sled_inference")
     return p
 
 
@@ -83,21 +87,22 @@ def find_checkpoint(exp: Path) -> Path:
 
 
 def load_synthesizer(model_file: str, train_config: Optional[str] = None, device: str = "cpu",
-                     cache_dir: Optional[str] = None):
+                     cache_dir: Optional[str] = None, **speed):
+    """``speed``: decode_backend / quantize, as ``SLEDText2Speech``."""
     path = Path(model_file)
     if not path.exists():  # said before ESPnet is imported (seconds)
         raise FileNotFoundError(f"--model_file '{path}' does not exist; give a .zip, an experiment dir or a .pth")
     from espnet2_sled.text2speech import SLEDText2Speech
 
     if path.suffix == ".zip":
-        return SLEDText2Speech.from_pretrained(str(path), cachedir=cache_dir, device=device)
+        return SLEDText2Speech.from_pretrained(str(path), cachedir=cache_dir, device=device, **speed)
     if path.is_dir():
         path = find_checkpoint(path)
     config = Path(train_config) if train_config else path.parent / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"train config '{config}' does not exist; pass --train_config")
     logging.info("serving %s with %s", path, config)
-    return SLEDText2Speech(config, path, device=device)
+    return SLEDText2Speech(config, path, device=device, **speed)
 
 
 async def serve(args) -> None:
@@ -107,7 +112,9 @@ async def serve(args) -> None:
     from espnet2_sled.serve.served_model import ServedModel
 
     model_name = Path(args.model_file).name
-    model = ServedModel(load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir), model_name)
+    model = ServedModel(load_synthesizer(args.model_file, args.train_config, args.device, args.cache_dir,
+                                         decode_backend=args.decode_backend, quantize=args.quantize), model_name)
+    model.prepare_engine()
     limits = Limits(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout,
                     max_text_chars=args.max_text_chars, max_prompt_seconds=args.max_prompt_seconds)
     from espnet2_sled.serve.app import SCHEDULER

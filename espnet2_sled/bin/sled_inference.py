@@ -68,9 +68,13 @@ def get_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("Speed")
     group.add_argument("--decode_graph", type=str2bool, default=None,
                        help="replay the decode step as a CUDA graph (default: on with a GPU, off on CPU)")
-    group.add_argument("--quantize", default="none", choices=["none", "int8"],
-                       help="int8: dynamic int8 linears in the decoder and generator "
-                            "(CPU only; drift in modules/precision.py)")
+    group.add_argument("--decode_backend", default=None, choices=["torch", "onnxruntime"],
+                       help="onnxruntime: the decode step through the CPU decode engine (espnet2_sled/engine; "
+                            "needs pip install -e \".[cpu_engine]\"), default torch")
+    group.add_argument("--quantize", default="none", choices=["none", "int8", "int4"],
+                       help="int8: int8 linears in the decoder and generator (CPU only; PyTorch's, or the engine's "
+                            "with --decode_backend onnxruntime); int4: 4-bit weights (engine only); "
+                            "drift in modules/precision.py and engine/export.py")
     group.add_argument("--decode_dtype", default="float32", choices=["float32", "bfloat16"],
                        help="bfloat16: bf16 backbone, fp32 generator output / stop head / latent decoder (for GPUs)")
     group = parser.add_argument_group("Streaming")
@@ -94,6 +98,7 @@ def inference(args: argparse.Namespace) -> None:
         stop_threshold=args.stop_threshold, max_frames=args.max_frames, keep_stop_frame=args.keep_stop_frame,
         use_teacher_forcing=args.use_teacher_forcing, device=device, dtype=args.dtype,
         decode_graph=args.decode_graph, quantize=args.quantize, decode_dtype=args.decode_dtype,
+        decode_backend=args.decode_backend,
     )
     inputs = {name: (path, kind) for path, name, kind in args.data_path_and_name_and_type}
     if "text" not in inputs:

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from espnet2_sled.modules.config import SLEDConfig
-from espnet2_sled.modules.packed import PackedLinear, pack_linears, packed_or_separate
+from espnet2_sled.modules.packed import PackedLinear, decode_linear, pack_linears, packed_or_separate
 
 
 class RMSNorm(nn.Module):
@@ -185,7 +185,7 @@ class Attention(nn.Module):
                            use_reentrant=False)
         else:
             y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=dropout)
-        return self.o_proj(y.transpose(1, 2).reshape(B, L, -1))
+        return decode_linear(self.o_proj, y.transpose(1, 2).reshape(B, L, -1))
 
 
 class SwiGLU(nn.Module):
@@ -204,7 +204,7 @@ class SwiGLU(nn.Module):
             # Recompute silu(gate) and the dropout mask in the backward instead of keeping
             # them (training memory); the RNG state is replayed: same mask, same gradients.
             return self.down_proj(checkpoint(self.activation, gate, up, use_reentrant=False))
-        return self.down_proj(self.activation(gate, up))
+        return decode_linear(self.down_proj, self.activation(gate, up))
 
     def activation(self, gate, up):
         return self.dropout(F.silu(gate) * up)

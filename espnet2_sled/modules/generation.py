@@ -51,6 +51,9 @@ class DecodingState:
         self.fixed_shape = fixed_shape
         self.decode_graph = torch.device(device).type == "cuda" if decode_graph is None else decode_graph
         self.graphs: Dict[Tuple[int, float], "CapturedStep"] = {}
+        # The step through the CPU decode engine (engine/session.py), when one is attached to the model.
+        self.engine = getattr(lm, "decode_engine", None) if fixed_shape else None
+        self.engine_run = None
 
     @property
     def length(self) -> int:
@@ -89,7 +92,11 @@ class DecodingState:
             return frame, stop_prob
         self.cache.check_room(1)
         window = self.cache.window(self.cache.length + 1)
-        if not self.decode_graph:
+        if self.engine is not None:
+            if self.engine_run is None:
+                self.engine_run = self.engine.start(self, noise.shape[0])
+            frame, stop_prob = self.engine_run(noise, cfg_scale, window)
+        elif not self.decode_graph:
             frame, stop_prob = self.fixed_step(noise, cfg_scale, window)
         else:
             key = (window, float(cfg_scale))

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from espnet2_sled.modules.config import SLEDConfig
+from espnet2_sled.modules.packed import decode_linear
 
 
 def modulate(x, shift, scale):
@@ -32,8 +33,8 @@ class NoiseModulatedBlock(nn.Module):
             noise_features = checkpoint(self.noise_features, noise_embedding, use_reentrant=False)
         else:
             noise_features = self.noise_features(noise_embedding)
-        shift, scale, gate = self.modulation(noise_features).chunk(3, dim=-1)
-        h = self.fc2(F.silu(self.fc1(modulate(self.in_norm(x), shift, scale))))
+        shift, scale, gate = decode_linear(self.modulation, noise_features).chunk(3, dim=-1)
+        h = decode_linear(self.fc2, F.silu(decode_linear(self.fc1, modulate(self.in_norm(x), shift, scale))))
         if torch.is_grad_enabled():
             # `gate * h` keeps gate for the backward; as a view it would keep the whole
             # [.., 3 * width] modulation output alive (training memory), as a copy only a third.
@@ -52,8 +53,8 @@ class NoiseModulatedOutput(nn.Module):
         self.linear = nn.Linear(width, out_dim)
 
     def forward(self, x, noise_embedding):
-        shift, scale = self.modulation(F.silu(noise_embedding)).chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+        shift, scale = decode_linear(self.modulation, F.silu(noise_embedding)).chunk(2, dim=-1)
+        return decode_linear(self.linear, modulate(self.norm(x), shift, scale))
 
 
 class FrameGenerator(nn.Module):
@@ -87,8 +88,8 @@ class FrameGenerator(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, z: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        n = self.noise_proj(noise)
-        x = self.cond_proj(z)
+        n = decode_linear(self.noise_proj, noise)
+        x = decode_linear(self.cond_proj, z)
         for block in self.blocks:
             x = block(x, n)
         dtype = self.output.linear.weight.dtype  # fp32 output layer under a bf16 trunk (modules/precision.py)

@@ -26,6 +26,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Decoding's linears see 1 row (no CFG) or 2-4 rows (CFG's conditional + unconditional
+# row, small batches). Measured on a 2-core AMD EPYC (Zen 4, torch 2.12 + MKL, 2 threads;
+# issue #22): ``F.linear(x, W)`` (x @ W^T) at 2 rows costs 1.5-20x its 1-row time, while
+# ``torch.mm(W, x^T)`` (the same product as weight-major GEMM, W read once for all rows)
+# costs ~1-1.3x (qkv 1024x3072: 750 vs 317 us; gate|up 1024x5504: up to 16 ms vs 0.6 ms
+# under load). One row keeps ``F.linear`` (a GEMV either way: outputs bitwise unchanged).
+# Intel hosts were not measured in this work: ``bench/bench_linear_rows.py`` prints the
+# forms side by side on the host it runs on.
+SMALL_ROWS = (2, 4)
+
+
+def decode_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for x ``[..., in]``; with 2-4 rows and no autograd (decoding), a plain
+    ``nn.Linear`` runs as ``torch.mm(W, x^T)`` (``SMALL_ROWS`` above). Training, prefill,
+    int8 / other modules: ``layer(x)`` unchanged."""
+    if type(layer) is nn.Linear and not torch.is_grad_enabled():
+        return rows_linear(x, layer.weight, layer.bias)
+    return layer(x)
+
+
+def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x ``[..., in]`` @ weight ``[out, in]``^T (+ bias): weight-major for 2-4 rows, else ``F.linear``."""
+    rows = x.numel() // x.shape[-1]
+    # Traced for an export (engine/): a plain MatMul, the form the runtime fuses and quantizes.
+    if torch.jit.is_tracing() or not SMALL_ROWS[0] <= rows <= SMALL_ROWS[1]:
+        return F.linear(x, weight, bias)
+    y = torch.mm(weight, x.reshape(rows, x.shape[-1]).t()).t().contiguous()  # [rows, out]
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
 
 class PackedLinear:
     """Bias-free ``linears`` with the same input as one ``[sum(out), in]`` matmul."""
@@ -59,7 +90,7 @@ class PackedLinear:
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x ``[..., in]`` -> one ``[..., out_i]`` per linear."""
-        y = self.quantized(x) if self.quantized is not None else F.linear(x, self.weight)
+        y = self.quantized(x) if self.quantized is not None else rows_linear(x, self.weight)
         return y.split(self.sizes, dim=-1)
 
 
@@ -73,7 +104,7 @@ def packed_or_separate(packed: Optional[PackedLinear], linears: Sequence[nn.Modu
     if packed is not None and step and not torch.is_grad_enabled():
         if torch.compiler.is_compiling() or packed.intact():
             return packed(x)
-    return tuple(linear(x) for linear in linears)
+    return tuple(decode_linear(linear, x) for linear in linears)
 
 
 def pack_linears(packed: Optional[PackedLinear], linears: Sequence[nn.Module],
@@ -88,4 +119,4 @@ def pack_linears(packed: Optional[PackedLinear], linears: Sequence[nn.Module],
     return packed if packed is not None and packed.intact() else PackedLinear(linears)
 
 
-__all__ = ["PackedLinear", "pack_linears", "packed_or_separate"]
+__all__ = ["PackedLinear", "decode_linear", "pack_linears", "packed_or_separate", "rows_linear"]

@@ -35,6 +35,13 @@ class ServedModel:
         self.decode_defaults = {k: v for k, v in sled.decode_options(**tts.decode_conf).items()
                                 if isinstance(v, (int, float, bool, str, type(None)))}
 
+    def prepare_engine(self) -> None:
+        """With ``--decode_backend onnxruntime``: export / load the decode engine's sessions now,
+        before the first stream (which must not wait for them); nothing otherwise."""
+        engine = getattr(self.tts.tts.lm, "decode_engine", None)
+        if engine is not None:
+            engine.prepare(cfg=True).prepare(cfg=False)
+
     def stream(self, options: SynthesisOptions) -> "PiecewiseSession":
         """A streaming session (``push_text`` / ``end_text`` give audio chunks) with these options."""
         return self.tts.stream(voice_prompt=options.prompt_audio, prompt_text=options.prompt_text,

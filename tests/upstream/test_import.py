@@ -287,3 +287,26 @@ def test_export_writes_a_folder_that_imports_to_the_same_model(tmp_path):
     roberta = RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     reference = RobertaTokenizer(str(tmp_path / "src/vocab.json"), str(tmp_path / "src/merges.txt"))
     assert all(roberta(t)["input_ids"] == reference(t)["input_ids"] for t in TEXTS)
+
+
+def test_imported_model_stops_at_the_same_step_through_the_engine(encodec_exp):
+    """#22: an upstream-format checkpoint decodes through the CPU decode engine (fp32) to the
+    PyTorch step's frames (<= 1e-4) and stop step."""
+    pytest.importorskip("onnxruntime")
+    root, _, _ = encodec_exp
+    exp = root / "exp"
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        t2s = {backend: SLEDText2Speech(exp / "config.yaml", exp / "model.pth", max_frames=30, decode_backend=backend)
+               for backend in ("torch", "onnxruntime")}
+    finally:
+        os.chdir(cwd)
+    probs = t2s["torch"](TEXTS[0], seed=0, stop_threshold=2.0)["stop_probs"]  # no stop: all 30 steps
+    running = torch.cummax(probs, 0).values
+    # a step whose stop probability clears every earlier one by a margin: the threshold just below it
+    step = next(k for k in range(5, 30) if probs[k] > running[k - 1] + 2e-3)
+    threshold = float(probs[step]) - 1e-3
+    outs = {backend: t(TEXTS[0], seed=0, stop_threshold=threshold)["feat_gen"] for backend, t in t2s.items()}
+    assert outs["torch"].shape[0] == outs["onnxruntime"].shape[0] == step  # same stop step
+    assert (outs["torch"] - outs["onnxruntime"]).abs().max() <= 1e-4
