@@ -157,6 +157,9 @@ def dnsmos(audio: np.ndarray) -> Dict[str, float]:
 
 
 def read_timing(path: Path) -> List[dict]:
+    """The timed rows of a decoder's timing log. Rows with an ``error`` (``sled_inference
+    --allow_empty_output``: a text that produced no audio; its key is in missing_wavs and
+    scored as missing) have no audio to time and are left out of the RTF."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -166,6 +169,8 @@ def read_timing(path: Path) -> List[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})")
+            if "error" in row:
+                continue
             for key in ("utt_id", "audio_seconds", "compute_seconds"):
                 if key not in row:
                     raise ValueError(f"{path}:{lineno}: missing key '{key}'")

@@ -73,8 +73,12 @@ def test_cli_writes_reports_with_dnsmos_and_rtf(score_module, flite_wavs, tmp_pa
     text = tmp_path / "text"
     text.write_text(f"u1 {SENTENCES['u1']}\n")
     timing = tmp_path / "timing.jsonl"
+    # u2 produced no audio (sled_inference --allow_empty_output logs it with its error): no
+    # audio to time, so it leaves the RTF alone (its missing wav is scored as deleted words)
     timing.write_text(json.dumps(dict(utt_id="u1", audio_seconds=2.0, compute_seconds=1.0,
-                                      first_audio_seconds=0.25)) + "\n")
+                                      first_audio_seconds=0.25)) + "\n"
+                      + json.dumps(dict(utt_id="u2", error="empty_output", message="no audio",
+                                        report=dict(frames=0))) + "\n")
     out = tmp_path / "scores"
     score_module.main(["--wav_scp", str(wav_scp), "--text", str(text), "--timing", str(timing),
                        "--metrics", "wer,dnsmos,rtf", "--output_dir", str(out)])
