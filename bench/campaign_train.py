@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latent_pack import decode_latents, load_pack  # noqa: E402
-from mini_learning_curve import heldout, lr_at, numel_batches, parse_value  # noqa: E402
+from mini_learning_curve import heldout, lr_at, numel_batches, parse_value, update_once  # noqa: E402
 
 OPTIM_KEYS = ("batch_bins", "grad_clip", "lr", "warmup_steps_list", "warmup_lr_list")
 CURVE_COLUMNS = ["name", "update", "seconds", "hours_seen", "train_loss", "ed_own", "ed_other", "ed_none",
@@ -155,15 +155,8 @@ def main():
 
     while not over():
         for idx in numel_batches(train, odim, int(config["batch_bins"]), rng):
-            for group in optim.param_groups:
-                group["lr"] = lr_at(update, steps, lrs)
-            text, text_lengths, feats, feats_lengths = batch(train, idx, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                loss, _, _ = model(text, text_lengths, feats, feats_lengths)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(config["grad_clip"]))
-            optim.step()
+            loss = update_once(model, optim, batch(train, idx, device), lr_at(update, steps, lrs),
+                               float(config["grad_clip"]), args.bf16)
             update += 1
             frames_seen += sum(len(train[i]["feats"]) for i in idx)  # no device sync
             if time.time() >= next_eval:

@@ -151,6 +151,21 @@ def lr_at(step, steps, lrs):
     return lrs[0]
 
 
+def update_once(model, optim, batch, lr, grad_clip, bf16=False):
+    """One optimiser update at learning rate ``lr`` on ``batch`` = (text, text_lengths, feats,
+    feats_lengths), gradients clipped to ``grad_clip`` (``bf16``: the forward under bf16
+    autocast; the energy distance stays fp32 inside the model). Returns the loss (a tensor)."""
+    for group in optim.param_groups:
+        group["lr"] = lr
+    with torch.autocast(batch[0].device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss, _, _ = model(*batch)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optim.step()
+    return loss
+
+
 def parse_value(text):
     try:
         return json.loads(text)
@@ -201,14 +216,8 @@ def train(args):
     while update < args.max_updates and time.time() < deadline:
         epoch += 1
         for idx in numel_batches(data["train"], data["odim"], int(opt["batch_bins"]), rng):
-            for group in optim.param_groups:
-                group["lr"] = lr_at(update, steps, lrs)
-            text, tl, feats, fl = collate(data["train"], idx, device)
-            loss, stats, _ = model(text, tl, feats, fl)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(opt["grad_clip"]))
-            optim.step()
+            loss = update_once(model, optim, collate(data["train"], idx, device), lr_at(update, steps, lrs),
+                               float(opt["grad_clip"]))
             update += 1
             if update in save_at:
                 save(model, Path(f"{args.out}_upd{update}.pth"), overrides, update, data["token"])
