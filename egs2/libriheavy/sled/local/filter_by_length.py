@@ -19,13 +19,14 @@ import os
 import sys
 
 
-def read_shape(path):
+def read_shape(path, tool="filter_by_length"):
+    """ESPnet shape file ``key dims`` -> {key: (first dim, the line)}; a bad line exits naming ``tool``."""
     table = {}
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if len(parts) != 2:
-                sys.exit(f"filter_by_length: {path}:{lineno}: expected 'key dims', got {line.rstrip()!r}")
+                sys.exit(f"{tool}: {path}:{lineno}: expected 'key dims', got {line.rstrip()!r}")
             table[parts[0]] = (int(parts[1].split(",")[0]), line)
     return table
 

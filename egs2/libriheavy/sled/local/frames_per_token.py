@@ -18,17 +18,12 @@ import os
 import sys
 
 import numpy as np
+from filter_by_length import read_shape
 
 
 def lengths(path):
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if len(parts) != 2:
-                sys.exit(f"frames_per_token: {path}:{lineno}: expected 'key dims', got {line.rstrip()!r}")
-            table[parts[0]] = int(parts[1].split(",")[0])
-    return table
+    """ESPnet shape file -> {key: first dim} (filter_by_length's reader)."""
+    return {key: length for key, (length, _) in read_shape(path, "frames_per_token").items()}
 
 
 def measure(text_shape, speech_shape, out):
