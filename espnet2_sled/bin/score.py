@@ -28,7 +28,6 @@ n), ``scores.json`` and per-utterance ``utt_scores.tsv`` in ``--output_dir``.
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -40,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from espnet2_sled import fileio
+from espnet2_sled.bin.timing_log import read_timing, timing_summary
 from espnet2_sled.fileio import AudioEntry, read_table  # noqa: F401 (used below and by callers)
 from espnet2_sled.latent import audio as audio_io
 
@@ -156,28 +156,6 @@ def dnsmos(audio: np.ndarray) -> Dict[str, float]:
     return {k: float(result[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
 
 
-def read_timing(path: Path) -> List[dict]:
-    """The timed rows of a decoder's timing log. Rows with an ``error`` (``sled_inference
-    --allow_empty_output``: a text that produced no audio; its key is in missing_wavs and
-    scored as missing) have no audio to time and are left out of the RTF."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})")
-            if "error" in row:
-                continue
-            for key in ("utt_id", "audio_seconds", "compute_seconds"):
-                if key not in row:
-                    raise ValueError(f"{path}:{lineno}: missing key '{key}'")
-            rows.append(row)
-    return rows
-
-
 # --------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------
@@ -255,15 +233,7 @@ def score(
     for k, values in mos.items():
         summary[f"dnsmos_{k.replace('_mos', '')}"] = {"value": float(np.mean(values)), "n": len(values)}
     if "rtf" in metrics and timing:
-        audio_s = sum(float(r["audio_seconds"]) for r in timing)
-        compute_s = sum(float(r["compute_seconds"]) for r in timing)
-        summary["rtf"] = {"value": compute_s / audio_s if audio_s > 0 else math.nan, "n": len(timing)}
-        firsts = [float(r["first_audio_seconds"]) for r in timing if r.get("first_audio_seconds") is not None]
-        if firsts:
-            summary["first_audio_seconds"] = {"value": float(np.mean(firsts)), "n": len(firsts)}
-        for r in timing:
-            if r["utt_id"] in per_utt and float(r["audio_seconds"]) > 0:
-                per_utt[r["utt_id"]]["rtf"] = float(r["compute_seconds"]) / float(r["audio_seconds"])
+        summary.update(timing_summary(timing, per_utt))
     return summary, per_utt
 
 
