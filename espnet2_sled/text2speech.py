@@ -178,6 +178,14 @@ class SLEDText2Speech(Text2Speech):
         threshold = self.tts.decode_options(stop_threshold=stop_threshold)["stop_threshold"]
         return DecodeReport(what, floor, source, threshold, voice_prompt)
 
+    def report_one_piece(self, what: str, frames: int, text_tokens: int, stop_threshold: Optional[float],
+                         voice_prompt: bool, capped: bool) -> DecodeReport:
+        """The rule applied to one decoded piece (``EmptyOutputError`` / ``ShortOutputWarning``);
+        ``capped``: it ended at the caller's max_frames (not short). Returns the applied report."""
+        report = self.new_report(what, stop_threshold, voice_prompt)
+        report.pieces.append(PieceReport(frames, text_tokens, text_tokens, capped))
+        return report.apply(stacklevel=4)  # the warning points at the caller of our caller, as before
+
     def split_text(self, text: str, prompt_text: Optional[str] = None, prompt_frames: int = 0) -> List[str]:
         """Text -> the pieces it is spoken as (one piece, ``[text.strip()]``, when it fits)."""
         from espnet2_sled.text_split import split_text
@@ -330,9 +338,8 @@ class SLEDText2Speech(Text2Speech):
                 warn_cut_off("text", len(result["feat_gen"]), self.tts.max_positions)
         if not cfg.get("use_teacher_forcing"):
             frames = len(result["feat_gen"])
-            report = self.new_report(what, cfg.get("stop_threshold"), prompt_latents is not None)
-            report.pieces.append(PieceReport(frames, text_tokens, text_tokens, frames >= frame_cap(cfg, noise)))
-            result["report"] = report.apply()  # EmptyOutputError / ShortOutputWarning
+            result["report"] = self.report_one_piece(what, frames, text_tokens, cfg.get("stop_threshold"),
+                                                     prompt_latents is not None, frames >= frame_cap(cfg, noise))
         return result
 
 

@@ -199,10 +199,10 @@ def decode_continuation(t2s: SLEDText2Speech, text: str, latents: np.ndarray, se
     ids = t2s.tokenize(text).to(t2s.device)
     result = tts.inference(ids, prompt_latents=prefix, seed=seed, decode_wav=False,
                            **{k: v for k, v in t2s.decode_conf.items() if k != "seed"})
-    report = t2s.new_report(f"text {quote(text)}", t2s.decode_conf.get("stop_threshold"), voice_prompt=False)
     frames, cap = result["feat_gen"].shape[0], t2s.decode_conf.get("max_frames")
-    report.pieces.append(PieceReport(frames, len(ids), len(ids), cap is not None and frames >= cap))
-    result["report"] = report.apply()  # EmptyOutputError / ShortOutputWarning
+    result["report"] = t2s.report_one_piece(f"text {quote(text)}", frames, len(ids),
+                                            t2s.decode_conf.get("stop_threshold"), voice_prompt=False,
+                                            capped=cap is not None and frames >= cap)
     if tts.latent_space is not None:
         if args.keep_prompt_audio:
             result["wav"] = tts.latent_space.decode(torch.cat([prefix, result["feat_gen"]])[None])[0]
